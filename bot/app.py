@@ -1,0 +1,82 @@
+"""The HTTP app factory: REST channel, /model/parse, /health. One app for every deployment."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from backend.settings import Settings, get_settings
+from bot.channels.rest import bad_request, parse_rest_body, to_rest
+from bot.runtime import Runtime, build_runtime
+from bot.stores import LockTimeout
+
+log = logging.getLogger(__name__)
+RUNTIME = web.AppKey("runtime", Runtime)
+MAX_BODY_BYTES = 64 * 1024
+
+
+async def health(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    meta = runtime.agent.nlu.model.meta
+    return web.json_response({"status": "ok", "model": meta.id})
+
+
+async def rest_webhook(request: web.Request) -> web.Response:
+    parsed = parse_rest_body(await request.read())
+    if isinstance(parsed, web.Response):
+        return parsed
+    agent = request.app[RUNTIME].agent
+    started = time.perf_counter()
+    try:
+        replies = await agent.handle_message(parsed)
+    except LockTimeout:
+        return web.json_response({"error": "conversation busy, retry shortly"}, status=503, headers={"Retry-After": "1"})
+    log.debug("turn %s in %.1f ms", parsed.conversation_id, (time.perf_counter() - started) * 1000)
+    return web.json_response([to_rest(parsed.sender_id, m) for m in replies])
+
+
+async def model_parse(request: web.Request) -> web.Response:
+    try:
+        body: Any = await request.json()
+    except ValueError:
+        return bad_request("body", "the body must be valid JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+        return bad_request("text", "'text' is required and must be a string")
+    if len(body["text"]) > 10_000:
+        return bad_request("text", "'text' must be at most 10000 characters")
+    return web.json_response(request.app[RUNTIME].agent.nlu.parse(body["text"]))
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error is JSON with a status, never an HTML page or a stack trace."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response({"error": exc.reason}, status=exc.status)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response({"error": "internal error"}, status=500)
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> web.Application:
+    settings = settings or get_settings()
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
+
+    async def start(app: web.Application) -> None:
+        app[RUNTIME] = runtime or build_runtime(settings)
+
+    async def stop(app: web.Application) -> None:
+        await app[RUNTIME].close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    app.router.add_get("/health", health)
+    app.router.add_post("/webhooks/rest/webhook", rest_webhook)
+    app.router.add_post("/model/parse", model_parse)
+    return app

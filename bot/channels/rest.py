@@ -1,0 +1,50 @@
+"""Rasa-compatible REST channel: POST /webhooks/rest/webhook with {"sender", "message", "metadata"},
+answered with a JSON list of {"recipient_id", "text", "buttons", "image"}."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from bot.channels.base import MAX_MESSAGE_CHARS, UserMessage
+
+MAX_SENDER_CHARS = 128
+
+
+def bad_request(field: str, problem: str) -> web.Response:
+    return web.json_response({"error": problem, "field": field}, status=400)
+
+
+def parse_rest_body(raw: bytes) -> UserMessage | web.Response:
+    """Validate the request at the edge: a clear 400 naming the field, or a UserMessage."""
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return bad_request("body", "the body must be valid JSON")
+    if not isinstance(body, dict):
+        return bad_request("body", "the body must be a JSON object")
+    sender = body.get("sender")
+    if not isinstance(sender, str) or not sender.strip():
+        return bad_request("sender", "'sender' is required and must be a non-empty string")
+    if len(sender) > MAX_SENDER_CHARS:
+        return bad_request("sender", f"'sender' must be at most {MAX_SENDER_CHARS} characters")
+    message = body.get("message")
+    if not isinstance(message, str):
+        return bad_request("message", "'message' is required and must be a string")
+    if len(message) > MAX_MESSAGE_CHARS:
+        return bad_request("message", f"'message' must be at most {MAX_MESSAGE_CHARS} characters")
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        return bad_request("metadata", "'metadata' must be a JSON object")
+    message_id = body.get("message_id")
+    return UserMessage(sender.strip(), message, "rest", str(message_id) if message_id else None, metadata)
+
+
+def to_rest(recipient_id: str, message: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"recipient_id": recipient_id}
+    for key in ("text", "buttons", "image", "attachment", "custom"):
+        if message.get(key):
+            out[key] = message[key]
+    return out

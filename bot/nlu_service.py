@@ -1,0 +1,52 @@
+"""The NLU the service runs: the newest model in `models/` (trained at startup if none),
+plus Rasa's button payloads ("/intent{\"entity\": \"value\"}") that bypass the classifier."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from nlu import ModelRegistry, NLUModel
+from nlu.cli import train
+
+log = logging.getLogger(__name__)
+_PAYLOAD_RE = re.compile(r"^/([A-Za-z_][A-Za-z0-9_]*)(\{.*\})?$", re.DOTALL)
+
+
+class NLUService:
+    def __init__(self, model: NLUModel, intents: set[str]) -> None:
+        self.model = model
+        self.intents = intents
+
+    @classmethod
+    def load_or_train(cls, project_dir: Path, models_dir: Path, intents: set[str]) -> NLUService:
+        registry = ModelRegistry(models_dir)
+        newest = registry.newest()
+        if newest is None:
+            log.info("no NLU model in %s; training one", models_dir)
+            newest = train(project_dir / "data", project_dir / "config.yml", models_dir)
+        log.info("loading NLU model %s", newest.name)
+        return cls(NLUModel.load(newest), intents)
+
+    def parse(self, text: str) -> dict[str, Any]:
+        payload = self._parse_payload(text)
+        return payload if payload is not None else self.model.parse(text)
+
+    def _parse_payload(self, text: str) -> dict[str, Any] | None:
+        match = _PAYLOAD_RE.match(text.strip())
+        if not match or match.group(1) not in self.intents:
+            return None
+        entities = []
+        if match.group(2):
+            try:
+                values = json.loads(match.group(2))
+            except json.JSONDecodeError:
+                return None
+            if not isinstance(values, dict):
+                return None
+            entities = [{"entity": k, "value": v, "start": 0, "end": len(text), "extractor": "payload"} for k, v in values.items()]
+        intent = {"name": match.group(1), "confidence": 1.0}
+        return {"text": text, "intent": intent, "entities": entities, "intent_ranking": [intent]}

@@ -1,0 +1,154 @@
+"""Entity extractors: customer codes, phones, ticket ids, billing months, kWh and synonyms.
+
+Every extractor returns entities in Rasa's shape: entity, value, start, end, confidence,
+extractor. Offsets refer to the text the customer sent (after `clean`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from nlu.normalize import strip_diacritics
+
+Entity = dict[str, Any]
+
+CUSTOMER_CODE_RE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})\s?(\d{10,11})(?![0-9])")
+# +84 / 84 / 0 prefix, then 9–10 digits possibly grouped by spaces, dots or dashes.
+PHONE_RE = re.compile(r"(?<![\w+])(?:\+84|84|0)[\s.\-]?(?:\d[\s.\-]?){8,9}\d(?!\w)")
+TICKET_RE = re.compile(r"(?<![A-Za-z0-9])[Yy][Cc][\s\-]?(\d{8,12})(?![0-9])")
+KWH_RE = re.compile(r"(?<![\w.,])(\d{1,6})\s*(?:kwh|kw\s?h|số điện|số|so dien|so|ký|ky|kí|ki)(?!\w)", re.IGNORECASE)
+CUSTOMER_CODE_SHAPE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{6,14}(?![0-9])")
+
+
+def _entity(name: str, value: Any, start: int, end: int, extractor: str) -> Entity:
+    return {"entity": name, "value": value, "start": start, "end": end, "confidence": 1.0, "extractor": extractor}
+
+
+def normalize_phone(raw: str) -> str | None:
+    """'+84 912 345 678' / '0912.345.678' -> '0912345678'; None if not a Vietnamese number."""
+    digits = re.sub(r"\D", "", raw)
+    if raw.strip().startswith("+84") or (digits.startswith("84") and len(digits) in (11, 12)):
+        digits = "0" + digits[2:]
+    if not digits.startswith("0") or len(digits) not in (10, 11):
+        return None
+    return digits
+
+
+def extract_identifiers(text: str) -> list[Entity]:
+    """Customer codes (upper-cased), phones (normalised) and ticket ids."""
+    found: list[Entity] = []
+    for m in CUSTOMER_CODE_RE.finditer(text):
+        found.append(_entity("customer_code", (m.group(1) + m.group(2)).upper(), m.start(), m.end(), "RegexEntityExtractor"))
+    for m in TICKET_RE.finditer(text):
+        found.append(_entity("ticket_id", "YC" + m.group(1), m.start(), m.end(), "RegexEntityExtractor"))
+    taken = [(e["start"], e["end"]) for e in found]
+    for m in PHONE_RE.finditer(text):
+        if any(s < m.end() and m.start() < e for s, e in taken):
+            continue
+        phone = normalize_phone(m.group(0))
+        if phone:
+            found.append(_entity("phone", phone, m.start(), m.end(), "RegexEntityExtractor"))
+    return found
+
+
+def extract_kwh(text: str) -> list[Entity]:
+    return [_entity("kwh", int(m.group(1)), m.start(), m.end(), "RegexEntityExtractor") for m in KWH_RE.finditer(text)]
+
+
+_MONTH_NAMES = {
+    "january": 1, "jan": 1, "february": 2, "feb": 2, "march": 3, "mar": 3, "april": 4, "apr": 4,
+    "may": 5, "june": 6, "jun": 6, "july": 7, "jul": 7, "august": 8, "aug": 8, "september": 9,
+    "sep": 9, "sept": 9, "october": 10, "oct": 10, "november": 11, "nov": 11, "december": 12, "dec": 12,
+}
+_NAME_ALT = "|".join(sorted(_MONTH_NAMES, key=len, reverse=True))
+# Matched on the diacritics-free, lower-cased text (same length as the original).
+_MONTH_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\b(?:thang|th)\s*(?:truoc|vua roi|roi)\b"), "previous"),
+    (re.compile(r"\blast month\b|\bprevious month\b"), "previous"),
+    (re.compile(r"\b(?:thang|th)\s*(?:nay|hien tai)\b|\bthis month\b|\bcurrent month\b"), "current"),
+    (re.compile(r"\b(?:thang|th)\s*(\d{1,2})\s*(?:/|-|\s*nam\s*)\s*(\d{4})\b"), "month_year"),
+    (re.compile(r"\b(\d{4})-(\d{1,2})\b"), "year_month"),
+    (re.compile(r"(?<![\d/])(\d{1,2})\s*/\s*(\d{4})\b"), "month_year"),
+    (re.compile(r"\b(?:thang|th)\s*(\d{1,2})\b(?!\s*/)"), "month"),
+    (re.compile(rf"\b({_NAME_ALT})\.?(?:\s+(\d{{4}}))?\b"), "named"),
+]
+
+
+def _period(year: int, month: int) -> str:
+    return f"{year:04d}-{month:02d}"
+
+
+def _latest_past(month: int, today: date) -> str:
+    """'tháng 9' means the most recent September that is not in the future."""
+    year = today.year if month <= today.month else today.year - 1
+    return _period(year, month)
+
+
+def extract_months(text: str, today: date) -> list[Entity]:
+    """Billing periods resolved to 'YYYY-MM' relative to `today`."""
+    plain = strip_diacritics(text).lower()
+    found: list[Entity] = []
+    for pattern, kind in _MONTH_PATTERNS:
+        for m in pattern.finditer(plain):
+            if any(e["start"] < m.end() and m.start() < e["end"] for e in found):
+                continue
+            value: str | None = None
+            if kind == "previous":
+                y, mo = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
+                value = _period(y, mo)
+            elif kind == "current":
+                value = _period(today.year, today.month)
+            elif kind == "month_year":
+                mo, y = int(m.group(1)), int(m.group(2))
+                value = _period(y, mo) if 1 <= mo <= 12 else None
+            elif kind == "year_month":
+                y, mo = int(m.group(1)), int(m.group(2))
+                value = _period(y, mo) if 1 <= mo <= 12 else None
+            elif kind == "month":
+                mo = int(m.group(1))
+                value = _latest_past(mo, today) if 1 <= mo <= 12 else None
+            elif kind == "named":
+                if m.group(1) == "may" and not m.group(2):
+                    continue  # "may I pay" is not a month
+                mo = _MONTH_NAMES[m.group(1)]
+                value = _period(int(m.group(2)), mo) if m.group(2) else _latest_past(mo, today)
+            if value:
+                found.append(_entity("month", value, m.start(), m.end(), "MonthExtractor"))
+    return found
+
+
+@dataclass
+class SynonymMatcher:
+    """Finds known surface forms (e.g. 'lắp điện mới') and maps them to canonical values.
+
+    `entity_of_value` says which entity a canonical value belongs to (from annotations)."""
+
+    synonyms: dict[str, str]
+    entity_of_value: dict[str, str]
+
+    def __post_init__(self) -> None:
+        forms: dict[str, str] = {}
+        for surface, value in self.synonyms.items():
+            if value in self.entity_of_value:
+                forms[strip_diacritics(surface).lower()] = value
+        alternation = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True) if f)
+        self._forms = forms
+        self._pattern = re.compile(rf"(?<!\w)(?:{alternation})(?!\w)") if alternation else None
+
+    def extract(self, text: str) -> list[Entity]:
+        if self._pattern is None:
+            return []
+        plain = strip_diacritics(text).lower()
+        found = []
+        for m in self._pattern.finditer(plain):
+            value = self._forms[m.group(0)]
+            found.append(_entity(self.entity_of_value[value], value, m.start(), m.end(), "EntitySynonymMapper"))
+        return found
+
+
+def looks_like_customer_code(text: str) -> bool:
+    """Something typed as a code but of the wrong shape (e.g. 'PE04123')."""
+    return bool(CUSTOMER_CODE_SHAPE.search(text))
