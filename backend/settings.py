@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -28,13 +28,19 @@ class Settings(BaseSettings):
         default=None, description="Redis URL; unset means in-memory tracker and lock stores."
     )
     project_dir: Path = Field(default=PROJECT_ROOT, description="Where domain.yml and data/ live.")
-    models_dir: Path = Field(default=PROJECT_ROOT / "models", description="Trained NLU models.")
+    models_dir: Path | None = Field(default=None, description="Trained NLU models (default: PROJECT_DIR/models).")
     hotline: str = Field(default="1900 1006", description="Customer-care hotline shown on fallback.")
     verification_max_attempts: int = 3
     verification_lock_minutes: int = 15
     lock_lifetime_seconds: float = 60.0
     log_level: str = "INFO"
     log_json: bool = False
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        if self.models_dir is None:
+            self.models_dir = self.project_dir / "models"
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -38,6 +39,12 @@ async def _admin_execute(url: str, statement: str) -> None:
         await engine.dispose()
 
 
+def _run_in_thread(coro_factory) -> None:  # noqa: ANN001
+    """Run a coroutine to completion even when the caller is inside an event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: asyncio.run(coro_factory())).result()
+
+
 @pytest.fixture(scope="session")
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     path: Path = tmp_path_factory.mktemp("db") / "test.db"
@@ -53,11 +60,11 @@ def postgres_url() -> Iterator[str]:
         pytest.skip("DATABASE_URL (PostgreSQL) not set")
     base = make_url(POSTGRES_URL)
     name = f"bot_test_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin_execute(POSTGRES_URL, f'CREATE DATABASE "{name}"'))
+    _run_in_thread(lambda: _admin_execute(POSTGRES_URL, f'CREATE DATABASE "{name}"'))
     url = base.set(database=name).render_as_string(hide_password=False)
     db.upgrade_database(url)
     yield url
-    asyncio.run(_admin_execute(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _run_in_thread(lambda: _admin_execute(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -68,7 +75,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("postgres_url")
 
 
-async def _empty_all_tables() -> None:
+async def empty_all_tables() -> None:
     async with db.session_scope() as session:
         for table in reversed(Base.metadata.sorted_tables):
             await session.execute(table.delete())
@@ -78,6 +85,6 @@ async def _empty_all_tables() -> None:
 async def backend_db(database_url: str) -> AsyncIterator[str]:
     """The backend configured on an empty, migrated database; yields its URL."""
     db.configure(database_url)
-    await _empty_all_tables()
+    await empty_all_tables()
     yield database_url
     await db.dispose()

@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from backend import db
+from backend.models import TrackerEvent
 
 
 class StaleTrackerError(RuntimeError):
@@ -91,8 +92,6 @@ class SQLTrackerStore(TrackerStore):
     """Events as rows (sender_id, seq) in the backend database; the unique key fences writers."""
 
     async def retrieve(self, sender_id: str) -> list[dict[str, Any]]:
-        from backend.models import TrackerEvent
-
         async with db.session_scope() as session:
             rows = await session.scalars(
                 select(TrackerEvent.data).where(TrackerEvent.sender_id == sender_id).order_by(TrackerEvent.seq)
@@ -102,8 +101,6 @@ class SQLTrackerStore(TrackerStore):
     async def append(self, sender_id: str, events: list[dict[str, Any]], expected_length: int) -> None:
         if not events:
             return
-        from backend.models import TrackerEvent
-
         try:
             async with db.session_scope() as session:
                 latest = await session.scalar(
@@ -125,7 +122,5 @@ class SQLTrackerStore(TrackerStore):
             raise StaleTrackerError(sender_id) from exc
 
     async def delete(self, sender_id: str) -> None:
-        from backend.models import TrackerEvent
-
         async with db.session_scope() as session:
             await session.execute(delete(TrackerEvent).where(TrackerEvent.sender_id == sender_id))

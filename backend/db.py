@@ -1,0 +1,185 @@
+"""Database connection for the backend: the process-wide async engine, transactions, migrations.
+
+Services open their own transaction with `session_scope()`; nothing outside `backend/` should
+need an engine or a session. The schema is created and changed only by `upgrade_database()`,
+which runs the Alembic migrations in `backend/migrations`.
+
+Both SQLite (aiosqlite, development and small deployments) and PostgreSQL (asyncpg) are
+supported; SQLite connections are tuned here so that several coroutines can share one file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
+
+from backend.settings import get_settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Plain driver names people put in DATABASE_URL, mapped to the async drivers this code needs.
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+_engine: AsyncEngine | None = None
+_sessionmaker: async_sessionmaker[AsyncSession] | None = None
+
+
+def async_url(url: str | URL) -> URL:
+    """`url` with an async driver: 'postgresql://' becomes 'postgresql+asyncpg://' and so on."""
+    parsed = make_url(url)
+    driver = _ASYNC_DRIVERS.get(parsed.drivername)
+    return parsed.set(drivername=driver) if driver else parsed
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL, or None for in-memory and URI-style databases."""
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def ensure_sqlite_directory(url: str | URL) -> None:
+    """Create the directory of a SQLite database file, since SQLite will not create it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return
+    path = _sqlite_file(parsed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _tune_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The sqlite3 driver only BEGINs before DML, so SELECTs would run outside the
+        # transaction and SAVEPOINT/DDL would not be transactional. Turn that off and let
+        # SQLAlchemy's begin event below issue BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # WAL lets readers proceed while one connection writes; busy_timeout makes a
+            # writer wait for the lock instead of failing at once; SQLite leaves foreign keys
+            # unenforced unless asked on every connection.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front. With a deferred BEGIN a transaction that
+        # reads and then writes fails with SQLITE_BUSY (which busy_timeout does not retry) when
+        # another connection committed in between; this way it simply waits its turn, and
+        # read-check-write sequences such as the verification lockout are serialised.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def build_engine(url: str | URL, *, for_migrations: bool = False) -> AsyncEngine:
+    """A new async engine for `url`, tuned for its database; the caller disposes of it.
+
+    `for_migrations` gives a pool-less engine and, on SQLite, leaves foreign keys unenforced:
+    Alembic rebuilds SQLite tables by copy-and-drop, and with enforcement on, dropping the old
+    table would cascade deletes into the tables that reference it.
+    """
+    parsed = async_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        ensure_sqlite_directory(parsed)
+        options: dict[str, Any] = {"poolclass": NullPool} if for_migrations else {}
+        engine = create_async_engine(parsed, **options)
+        _tune_sqlite(engine, foreign_keys=not for_migrations)
+        return engine
+    if for_migrations:
+        return create_async_engine(parsed, poolclass=NullPool)
+    return create_async_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def configure(url: str) -> None:
+    """Point the backend at `url`, replacing any engine configured before.
+
+    The previous engine is not disposed of here: call `dispose()` first if it was used.
+    """
+    global _engine, _sessionmaker
+    _engine = build_engine(url)
+    _sessionmaker = async_sessionmaker(_engine, expire_on_commit=False)
+
+
+def get_engine() -> AsyncEngine:
+    """The configured engine, configured from the settings on first use if need be."""
+    if _engine is None:
+        configure(get_settings().database_url)
+    assert _engine is not None
+    return _engine
+
+
+def _get_sessionmaker() -> async_sessionmaker[AsyncSession]:
+    get_engine()
+    assert _sessionmaker is not None
+    return _sessionmaker
+
+
+@asynccontextmanager
+async def session_scope() -> AsyncIterator[AsyncSession]:
+    """A session in a transaction: committed when the block ends, rolled back if it raises."""
+    async with _get_sessionmaker()() as session, session.begin():
+        yield session
+
+
+async def dispose() -> None:
+    """Close the pooled connections (e.g. at shutdown, or before the event loop goes away).
+
+    The engine stays configured; it opens new connections if it is used again.
+    """
+    if _engine is not None:
+        await _engine.dispose()
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic configuration for the backend migrations, without any alembic.ini.
+
+    The URL is handed to env.py through `Config.attributes` rather than the `sqlalchemy.url`
+    option because that option goes through ConfigParser interpolation, which mangles the
+    '%' of URL-encoded passwords.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["database_url"] = url or get_settings().database_url
+    return config
+
+
+def upgrade_database(url: str | None = None) -> None:
+    """Migrate the database at `url` (default: the settings URL) to the latest schema.
+
+    Synchronous, for CLIs and test fixtures. The migrations run on their own event loop, so if
+    this thread is already running one, they are run from a worker thread instead.
+    """
+    config = alembic_config(url)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(config, "head")
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(command.upgrade, config, "head").result()

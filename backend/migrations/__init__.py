@@ -1,0 +1,1 @@
+"""Alembic migrations of the backend schema; run them with `backend.db.upgrade_database()`."""

@@ -1,0 +1,227 @@
+"""Database schema of the backend store, as SQLAlchemy 2 typed ORM models.
+
+Only the services in `backend.services` (and the seed) use these classes; everything outside the
+backend receives frozen dataclasses instead. The schema itself only changes through the Alembic
+migrations in `backend/migrations`, which a test keeps in step with these models.
+
+Conventions: money is whole VND in BIGINT columns, timestamps are timezone-aware and stored in
+UTC, enumerations are short strings guarded by CHECK constraints (no PostgreSQL ENUM types, so
+SQLite and PostgreSQL share one migration).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from backend.clock import utcnow
+
+# Explicit constraint names keep migrations portable: PostgreSQL and SQLite would otherwise
+# invent different names, and a later migration could not drop a constraint by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TARIFF_CODES = ("residential", "business")
+BILL_STATUSES = ("unpaid", "paid")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that always comes back aware and in UTC.
+
+    PostgreSQL stores `timestamptz` natively, but SQLite keeps only the wall-clock text and
+    drops the offset. Converting to UTC on the way in and re-attaching UTC on the way out makes
+    both databases behave alike, and refusing naive values catches local-time bugs early.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r} cannot be stored; use UTC-aware values")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _in_list(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
+
+
+class Customer(Base):
+    """An electricity customer, identified to the public by `code` (e.g. PE0400012345)."""
+
+    __tablename__ = "customers"
+    __table_args__ = (
+        CheckConstraint("code = upper(code)", name="code_upper"),
+        CheckConstraint(_in_list("tariff_code", TARIFF_CODES), name="tariff_code"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # National form 0xxxxxxxxx (see backend.identifiers.normalize_phone).
+    phone: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(String(255))
+    ward: Mapped[str] = mapped_column(String(100))
+    district: Mapped[str] = mapped_column(String(100))
+    province: Mapped[str] = mapped_column(String(100))
+    tariff_code: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Contract(Base):
+    """The supply contract of a customer and the meter it is billed on."""
+
+    __tablename__ = "contracts"
+    __table_args__ = (CheckConstraint(_in_list("tariff_code", TARIFF_CODES), name="tariff_code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    contract_number: Mapped[str] = mapped_column(String(32), unique=True)
+    meter_serial: Mapped[str] = mapped_column(String(32), unique=True)
+    tariff_code: Mapped[str] = mapped_column(String(20))
+    start_date: Mapped[date] = mapped_column(Date)
+
+
+class Tariff(Base):
+    """Block (tiered) prices of one tariff from `effective_from` until the next row of that code.
+
+    `tiers` is a list of {"up_to": int | None, "price": int}: VND per kWh before VAT, blocks in
+    ascending order, the last one with up_to None meaning "no upper bound".
+    """
+
+    __tablename__ = "tariffs"
+    __table_args__ = (
+        UniqueConstraint("code", "effective_from"),
+        CheckConstraint(_in_list("code", TARIFF_CODES), name="code"),
+        CheckConstraint("vat_percent >= 0 AND vat_percent <= 100", name="vat_percent"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    effective_from: Mapped[date] = mapped_column(Date)
+    vat_percent: Mapped[int] = mapped_column(Integer)
+    tiers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
+class Bill(Base):
+    """The electricity bill of one customer for one month ('YYYY-MM'); amounts in VND."""
+
+    __tablename__ = "bills"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "period"),
+        CheckConstraint(_in_list("status", BILL_STATUSES), name="status"),
+        CheckConstraint("kwh >= 0", name="kwh_not_negative"),
+        CheckConstraint("amount = amount_before_vat + vat_amount", name="amount_total"),
+        # A paid bill must say when it was paid, and an unpaid one must not.
+        CheckConstraint(
+            "(status = 'paid' AND paid_at IS NOT NULL) OR (status = 'unpaid' AND paid_at IS NULL)",
+            name="paid_at_matches_status",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    period: Mapped[str] = mapped_column(String(7))
+    kwh: Mapped[int] = mapped_column(Integer)
+    amount_before_vat: Mapped[int] = mapped_column(BigInteger)
+    vat_amount: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    due_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(10), default="unpaid")
+    paid_at: Mapped[datetime | None] = mapped_column()
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChannelLink(Base):
+    """A chat (channel + sender) that proved it may see a customer's data."""
+
+    __tablename__ = "channel_links"
+    __table_args__ = (UniqueConstraint("channel", "sender_id", "customer_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    sender_id: Mapped[str] = mapped_column(String(128))
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    linked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VerificationAttempt(Base):
+    """One ownership check (code + phone) from a chat; the failures drive the lockout."""
+
+    __tablename__ = "verification_attempts"
+    # Named by hand: the convention's name would exceed PostgreSQL's 63-character limit and be
+    # truncated there but not on SQLite.
+    __table_args__ = (
+        Index(
+            "ix_verification_attempts_lookup", "channel", "sender_id", "customer_code", "created_at"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    sender_id: Mapped[str] = mapped_column(String(128))
+    # Not a foreign key: attempts are kept even if the customer row is later removed.
+    customer_code: Mapped[str] = mapped_column(String(20))
+    success: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrackerEvent(Base):
+    """One Rasa event of a conversation, for the SQL tracker store.
+
+    (sender_id, seq) is unique: two workers appending after the same position cannot both
+    succeed, so a stale writer is refused instead of interleaving events.
+    """
+
+    __tablename__ = "tracker_events"
+    __table_args__ = (UniqueConstraint("sender_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    sender_id: Mapped[str] = mapped_column(String(255))
+    seq: Mapped[int] = mapped_column(Integer)
+    type_name: Mapped[str] = mapped_column(String(32))
+    timestamp: Mapped[float] = mapped_column(Float)
+    data: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,1 @@
+"""Tests of the backend store: tariffs, seed data, services and migrations."""
