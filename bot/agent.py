@@ -195,7 +195,10 @@ class Agent:
             name = response.get("response") or response.get("template")
             if name:
                 extra = {k: v for k, v in response.items() if k not in _MESSAGE_KEYS and v is not None}
-                rendered += self.domain.render(name, slots, channel, **extra)
+                messages = self.domain.render(name, slots, channel, extra)
+                if messages and response.get("buttons"):
+                    messages[-1]["buttons"] = response["buttons"]  # buttons built by the action
+                rendered += messages
                 continue
             message = {k: response[k] for k in ("text", "buttons", "image", "attachment", "custom") if response.get(k)}
             if response.get("elements"):

@@ -128,9 +128,11 @@ class Domain:
 
     # -- responses -----------------------------------------------------------------------------
 
-    def render(self, name: str, slots: dict[str, Any], channel: str | None = None, **kwargs: Any) -> list[dict[str, Any]]:
-        """Pick a variation of response `name` and fill `{slot}` placeholders; [] if unknown."""
-        variations = self.responses.get(name)
+    def render(
+        self, response: str, slots: dict[str, Any], channel: str | None = None, values: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Pick a variation of `response` and fill `{placeholders}` from values and slots; [] if unknown."""
+        variations = self.responses.get(response)
         if not variations:
             return []
         usable = [v for v in variations if not v.get("channel") or v.get("channel") == channel]
@@ -139,8 +141,8 @@ class Domain:
         if not pool:
             return []
         variation = random.choice(pool)
-        values = {**self.template_defaults, **{k: v for k, v in slots.items() if v is not None}, **kwargs}
-        message: dict[str, Any] = {"response": name}
+        values = {**self.template_defaults, **{k: v for k, v in slots.items() if v is not None}, **(values or {})}
+        message: dict[str, Any] = {"response": response}
         if "text" in variation:
             message["text"] = _fill(str(variation["text"]), values)
         if variation.get("buttons"):

@@ -12,6 +12,7 @@ from bot.domain import DEFAULT_ACTIONS, Domain
 from bot.endpoints import Endpoints, build_endpoints
 from bot.nlu_service import NLUService
 from bot.rules import RulePolicy, load_rules
+from nlu import NLUModel
 
 
 @dataclass
@@ -35,7 +36,8 @@ def _core_fallback_action(settings: Settings) -> str:
     return "action_default_fallback"
 
 
-def build_runtime(settings: Settings, nlu: NLUService | None = None) -> Runtime:
+def build_runtime(settings: Settings, model: NLUModel | None = None) -> Runtime:
+    """The runtime for these settings; `model` skips loading (or training) the NLU from disk."""
     root = settings.project_dir
     domain = Domain.load(root / "domain.yml")
     domain.template_defaults["hotline"] = settings.hotline
@@ -49,7 +51,9 @@ def build_runtime(settings: Settings, nlu: NLUService | None = None) -> Runtime:
         for action in domain.actions:
             if action not in known and action not in DEFAULT_ACTIONS and not action.startswith("utter_"):
                 raise ConfigFileError(domain.path, "actions", f"{action!r} has no implementation in actions/")
-    if nlu is None:
+    if model is None:
         nlu = NLUService.load_or_train(root, settings.models_dir, set(domain.intents))
+    else:
+        nlu = NLUService(model, set(domain.intents))
     agent = Agent(domain, RulePolicy(rules, domain, fallback), nlu, endpoints.action_runner, endpoints.tracker_store, endpoints.lock_store)
     return Runtime(agent, endpoints)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from backend.models import Base
 
 POSTGRES_URL = os.environ.get("DATABASE_URL", "")
 REDIS_URL = os.environ.get("REDIS_URL", "")
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 needs_postgres = pytest.mark.skipif(
     not POSTGRES_URL.startswith("postgresql"), reason="DATABASE_URL (PostgreSQL) not set"
@@ -88,3 +89,13 @@ async def backend_db(database_url: str) -> AsyncIterator[str]:
     await empty_all_tables()
     yield database_url
     await db.dispose()
+
+
+@pytest.fixture(scope="session")
+def trained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's NLU trained once per test session from data/ and config.yml."""
+    from nlu.cli import train
+
+    models = tmp_path_factory.mktemp("models")
+    train(PROJECT_DIR / "data", PROJECT_DIR / "config.yml", models)
+    return models

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.channels.base import MAX_MESSAGE_CHARS, UserMessage
+from bot.channels.base import MAX_MESSAGE_CHARS, UserMessage, valid_unicode
 
 MAX_SENDER_CHARS = 128
 
@@ -39,7 +39,13 @@ def parse_rest_body(raw: bytes) -> UserMessage | web.Response:
     if not isinstance(metadata, dict):
         return bad_request("metadata", "'metadata' must be a JSON object")
     message_id = body.get("message_id")
-    return UserMessage(sender.strip(), message, "rest", str(message_id) if message_id else None, metadata)
+    return UserMessage(
+        valid_unicode(sender.strip()),
+        valid_unicode(message),
+        "rest",
+        valid_unicode(str(message_id)) if message_id else None,
+        valid_unicode(metadata),
+    )
 
 
 def to_rest(recipient_id: str, message: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from backend import db
 from bot.stores import (
     InMemoryLockStore,
     InMemoryTrackerStore,
@@ -18,7 +19,6 @@ from bot.stores import (
     StaleTrackerError,
     TrackerStore,
 )
-from backend import db
 from tests.conftest import REDIS_URL, empty_all_tables, needs_redis
 
 
