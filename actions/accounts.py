@@ -84,12 +84,13 @@ class ActionAfterVerification(Action):
         reset = [SlotSet("phone", None), SlotSet("pending_request", None)]
         # The form only completes through a matching phone, but the link in the database is
         # what proves ownership: check it before revealing anything.
-        if not code or not await accounts.is_linked(channel, sender, code):
+        customer = next((c for c in await accounts.linked_customers(channel, sender) if c.code == code), None)
+        if customer is None:
             dispatcher.utter_message(response="utter_verification_cancelled")
             return reset
         dispatcher.utter_message(response="utter_verified", customer_code=code)
         if tracker.get_slot("pending_request") == "lookup_bill":
-            await reply_with_bill(dispatcher, tracker, code, tracker.get_slot("month"))
+            await reply_with_bill(dispatcher, tracker, customer, tracker.get_slot("month"))
             reset.append(SlotSet("month", None))
         return reset
 

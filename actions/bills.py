@@ -11,6 +11,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.conversation import chat_key, language
 from backend.services import accounts, billing
+from backend.services.accounts import CustomerInfo
 from backend.services.billing import BillInfo
 
 
@@ -56,17 +57,18 @@ def bill_message(bill: BillInfo, customer_name: str, lang: str) -> dict[str, Any
     }
 
 
-async def reply_with_bill(dispatcher: CollectingDispatcher, tracker: Tracker, code: str, period: str | None) -> None:
-    """Show a bill of `code`, which the caller has checked this chat owns."""
-    lang = language(tracker)
-    customer = await accounts.find_customer(code)
+async def reply_with_bill(
+    dispatcher: CollectingDispatcher, tracker: Tracker, customer: CustomerInfo, period: str | None
+) -> None:
+    """Show a bill of `customer`, whom the caller has checked this chat owns."""
+    code = customer.code
     bill = await billing.bill_for_period(code, period) if period else await billing.latest_bill(code)
-    if bill is None or customer is None:
+    if bill is None:
         dispatcher.utter_message(
             response="utter_no_bill_for_period", customer_code=code, period=format_period(period) if period else "-"
         )
         return
-    dispatcher.utter_message(**bill_message(bill, customer.name, lang))
+    dispatcher.utter_message(**bill_message(bill, customer.name, language(tracker)))
 
 
 def _requested_code(tracker: Tracker) -> str | None:
@@ -82,15 +84,14 @@ class ActionLookupBill(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
         channel, sender = chat_key(tracker)
-        linked = [c.code for c in await accounts.linked_customers(channel, sender)]
+        linked = {c.code: c for c in await accounts.linked_customers(channel, sender)}
         requested = _requested_code(tracker)
-        period = tracker.get_slot("month")
         if requested and requested not in linked:
             # A code this chat has not proven it owns: verify first, then show the bill.
             return start_verification(tracker, "lookup_bill", requested)
-        code = requested or (linked[0] if len(linked) == 1 else None)
-        if code:
-            await reply_with_bill(dispatcher, tracker, code, period)
+        customer = linked[requested] if requested else (next(iter(linked.values())) if len(linked) == 1 else None)
+        if customer:
+            await reply_with_bill(dispatcher, tracker, customer, tracker.get_slot("month"))
             return [SlotSet("month", None)]
         if linked:
             dispatcher.utter_message(

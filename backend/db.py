@@ -42,6 +42,8 @@ _ASYNC_DRIVERS = {
 
 _engine: AsyncEngine | None = None
 _sessionmaker: async_sessionmaker[AsyncSession] | None = None
+_read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
+READ_ONLY = "backend_read_only"
 
 
 def async_url(url: str | URL) -> URL:
@@ -89,6 +91,11 @@ def _tune_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY):
+            # A read-only scope takes no write lock: with WAL its reads run alongside the one
+            # writer instead of queueing behind it. It issues no BEGIN at all, so a one-query
+            # lookup (most of the traffic) is a single round trip to the SQLite thread.
+            return
         # IMMEDIATE takes the write lock up front. With a deferred BEGIN a transaction that
         # reads and then writes fails with SQLITE_BUSY (which busy_timeout does not retry) when
         # another connection committed in between; this way it simply waits its turn, and
@@ -121,9 +128,10 @@ def configure(url: str) -> None:
 
     The previous engine is not disposed of here: call `dispose()` first if it was used.
     """
-    global _engine, _sessionmaker
+    global _engine, _sessionmaker, _read_sessionmaker
     _engine = build_engine(url)
     _sessionmaker = async_sessionmaker(_engine, expire_on_commit=False)
+    _read_sessionmaker = async_sessionmaker(_engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 def get_engine() -> AsyncEngine:
@@ -144,6 +152,16 @@ def _get_sessionmaker() -> async_sessionmaker[AsyncSession]:
 async def session_scope() -> AsyncIterator[AsyncSession]:
     """A session in a transaction: committed when the block ends, rolled back if it raises."""
     async with _get_sessionmaker()() as session, session.begin():
+        yield session
+
+
+@asynccontextmanager
+async def read_scope() -> AsyncIterator[AsyncSession]:
+    """A session for reads only. On SQLite it does not take the write lock, so lookups (the
+    bulk of the traffic) do not wait for each other; it must not be used to write."""
+    get_engine()
+    assert _read_sessionmaker is not None
+    async with _read_sessionmaker() as session, session.begin():
         yield session
 
 

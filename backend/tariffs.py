@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.clock import today_vn
-from backend.db import session_scope
+from backend.db import read_scope
 from backend.models import Tariff
 
 
@@ -140,5 +140,5 @@ async def load_tariff(session: AsyncSession, code: str, on: date) -> TariffInfo:
 async def current_tariff(code: str, on: date | None = None) -> TariffInfo:
     """The `code` tariff with the latest `effective_from` not after `on` (default: today in Viet
     Nam). Raises LookupError when no such tariff exists."""
-    async with session_scope() as session:
+    async with read_scope() as session:
         return await load_tariff(session, code, on or today_vn())

@@ -15,7 +15,7 @@ from nlu.normalize import strip_diacritics
 
 Entity = dict[str, Any]
 
-CUSTOMER_CODE_RE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})\s?(\d{10,11})(?![0-9])")
+CUSTOMER_CODE_RE = re.compile(r"(?<![A-Za-z0-9])(?![Yy][Cc]\d)([A-Za-z]{2})\s?(\d{10,11})(?![0-9])")
 # +84 / 84 / 0 prefix, then 9–10 digits possibly grouped by spaces, dots or dashes.
 PHONE_RE = re.compile(r"(?<![\w+])(?:\+84|84|0)[\s.\-]?(?:\d[\s.\-]?){8,9}\d(?!\w)")
 TICKET_RE = re.compile(r"(?<![A-Za-z0-9])[Yy][Cc][\s\-]?(\d{8,12})(?![0-9])")

@@ -11,7 +11,7 @@ import re
 from nlu.entities import CUSTOMER_CODE_RE, PHONE_RE, TICKET_RE
 from nlu.normalize import clean, normalize
 
-_MASKS = [(CUSTOMER_CODE_RE, " zzcode "), (TICKET_RE, " zzticket "), (PHONE_RE, " zzphone ")]
+_MASKS = [(TICKET_RE, " zzticket "), (CUSTOMER_CODE_RE, " zzcode "), (PHONE_RE, " zzphone ")]
 _NUMBER_RE = re.compile(r"\d+")
 _EMOJI_RE = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\ufe0f]")
 

@@ -18,10 +18,9 @@ from zoneinfo import ZoneInfo
 import joblib
 import numpy as np
 import yaml
+from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.preprocessing import FunctionTransformer
 
 from nlu.entities import SynonymMatcher, extract_identifiers, extract_kwh, extract_months
 from nlu.featurize import views
@@ -76,48 +75,77 @@ class PipelineConfig:
         return config
 
 
-def _first_view(pairs: list[tuple[str, str]]) -> list[str]:
-    return [p[0] for p in pairs]
+class IntentFeatures:
+    """TF-IDF over word n-grams (both views) and character n-grams (diacritics-free view).
 
+    `vector` featurises one message without scikit-learn's per-call validation overhead, so a
+    parse costs well under a millisecond; `matrix` is the batch form used for training.
+    """
 
-def _second_view(pairs: list[tuple[str, str]]) -> list[str]:
-    return [p[1] for p in pairs]
-
-
-def _build_pipeline(config: PipelineConfig) -> Pipeline:
-    features = FeatureUnion(
-        [
-            (
-                "words",
-                Pipeline(
-                    [
-                        ("view", FunctionTransformer(_first_view)),
-                        ("tfidf", TfidfVectorizer(ngram_range=config.word_ngrams, sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")),
-                    ]
-                ),
-            ),
-            (
-                "plain_words",
-                Pipeline(
-                    [
-                        ("view", FunctionTransformer(_second_view)),
-                        ("tfidf", TfidfVectorizer(ngram_range=config.word_ngrams, sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")),
-                    ]
-                ),
-            ),
-            (
-                "chars",
-                Pipeline(
-                    [
-                        ("view", FunctionTransformer(_second_view)),
-                        ("tfidf", TfidfVectorizer(analyzer="char_wb", ngram_range=config.char_ngrams, sublinear_tf=True, min_df=1)),
-                    ]
-                ),
-            ),
+    def __init__(self, config: PipelineConfig) -> None:
+        word = {"ngram_range": tuple(config.word_ngrams), "sublinear_tf": True, "token_pattern": r"(?u)\b\w+\b"}
+        chars = {"analyzer": "char_wb", "ngram_range": tuple(config.char_ngrams), "sublinear_tf": True}
+        # (which view, vectorizer): 0 = with diacritics, 1 = without
+        self.blocks: list[tuple[int, TfidfVectorizer]] = [
+            (0, TfidfVectorizer(**word)),
+            (1, TfidfVectorizer(**word)),
+            (1, TfidfVectorizer(**chars)),
         ]
-    )
-    classifier = LogisticRegression(C=config.C, max_iter=2000)
-    return Pipeline([("features", features), ("classifier", classifier)])
+        self._analyzers: list[Any] | None = None
+        self._offsets: list[int] = []
+
+    def fit_matrix(self, pairs: list[tuple[str, str]]) -> sparse.csr_matrix:
+        parts = [vec.fit_transform([p[view] for p in pairs]) for view, vec in self.blocks]
+        self._prepare()
+        return sparse.hstack(parts, format="csr")
+
+    def matrix(self, pairs: list[tuple[str, str]]) -> sparse.csr_matrix:
+        return sparse.hstack([vec.transform([p[view] for p in pairs]) for view, vec in self.blocks], format="csr")
+
+    def _prepare(self) -> None:
+        self._analyzers = [vec.build_analyzer() for _, vec in self.blocks]
+        offset, self._offsets = 0, []
+        for _, vec in self.blocks:
+            self._offsets.append(offset)
+            offset += len(vec.vocabulary_)
+
+    def vector(self, pair: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+        """(column indices, values) of one message's feature row."""
+        if self._analyzers is None:
+            self._prepare()
+        assert self._analyzers is not None
+        all_idx: list[np.ndarray] = []
+        all_val: list[np.ndarray] = []
+        for (view, vec), analyze, offset in zip(self.blocks, self._analyzers, self._offsets, strict=True):
+            counts: dict[int, int] = {}
+            vocabulary = vec.vocabulary_
+            for gram in analyze(pair[view]):
+                index = vocabulary.get(gram)
+                if index is not None:
+                    counts[index] = counts.get(index, 0) + 1
+            if not counts:
+                continue
+            idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+            val = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * vec.idf_[idx]
+            val /= np.sqrt(np.dot(val, val))
+            all_idx.append(idx + offset)
+            all_val.append(val)
+        if not all_idx:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        return np.concatenate(all_idx), np.concatenate(all_val)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"blocks": self.blocks}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.blocks = state["blocks"]
+        self._analyzers = None
+        self._offsets = []
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    exp = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 @dataclass
@@ -145,20 +173,28 @@ def data_fingerprint(data: TrainingData, config: PipelineConfig) -> str:
 class NLUModel:
     """A trained pipeline plus entity extractors; `parse` returns Rasa's /model/parse shape."""
 
-    def __init__(self, pipeline: Pipeline, config: PipelineConfig, synonyms: SynonymMatcher, meta: ModelMeta) -> None:
-        self.pipeline = pipeline
+    def __init__(
+        self, features: IntentFeatures, classifier: LogisticRegression, config: PipelineConfig, synonyms: SynonymMatcher, meta: ModelMeta
+    ) -> None:
+        self.features = features
+        self.classifier = classifier
         self.config = config
         self.synonyms = synonyms
         self.meta = meta
-        self.classes: list[str] = list(pipeline.classes_)
+        self.classes: list[str] = list(classifier.classes_)
+        # Column-major weights make the per-message sparse dot product a cheap gather.
+        self._weights = np.ascontiguousarray(classifier.coef_.T)
+        self._bias = classifier.intercept_
 
     @classmethod
     def train(cls, data: TrainingData, config: PipelineConfig) -> NLUModel:
         if len(data.intents) < 2:
             raise ValueError("training data needs at least two intents")
         started = time.perf_counter()
-        pipeline = _build_pipeline(config)
-        pipeline.fit([views(e.text) for e in data.examples], [e.intent for e in data.examples])
+        features = IntentFeatures(config)
+        matrix = features.fit_matrix([views(e.text) for e in data.examples])
+        classifier = LogisticRegression(C=config.C, max_iter=3000)
+        classifier.fit(matrix, [e.intent for e in data.examples])
         entity_of_value = {}
         for example in data.examples:
             for ent in example.entities:
@@ -176,12 +212,23 @@ class NLUModel:
             train_seconds=round(time.perf_counter() - started, 3),
             config=asdict(config),
         )
-        return cls(pipeline, config, matcher, meta)
+        return cls(features, classifier, config, matcher, meta)
 
     # -- parsing -----------------------------------------------------------------------------
 
+    def probabilities(self, text: str) -> np.ndarray:
+        idx, val = self.features.vector(views(text[:MAX_PARSE_CHARS]))
+        scores = self._bias + val @ self._weights[idx] if len(idx) else self._bias.copy()
+        if scores.shape[0] == 1:  # two intents: scikit-learn keeps one column for the second
+            scores = np.array([-scores[0], scores[0]])
+        return _softmax(scores)
+
+    def probabilities_batch(self, texts: list[str]) -> np.ndarray:
+        """scikit-learn's own computation, for evaluation; agrees with `probabilities`."""
+        return self.classifier.predict_proba(self.features.matrix([views(t[:MAX_PARSE_CHARS]) for t in texts]))
+
     def rank(self, text: str) -> list[tuple[str, float]]:
-        probabilities = self.pipeline.predict_proba([views(text[:MAX_PARSE_CHARS])])[0]
+        probabilities = self.probabilities(text)
         order = np.argsort(probabilities)[::-1]
         return [(self.classes[i], float(probabilities[i])) for i in order]
 
@@ -214,7 +261,8 @@ class NLUModel:
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         model_file = directory / "model.joblib"
-        joblib.dump({"pipeline": self.pipeline, "config": self.config, "synonyms": self.synonyms}, model_file, compress=3)
+        bundle = {"features": self.features, "classifier": self.classifier, "config": self.config, "synonyms": self.synonyms}
+        joblib.dump(bundle, model_file, compress=3)
         meta = asdict(self.meta) | {"sha256": hashlib.sha256(model_file.read_bytes()).hexdigest()}
         (directory / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
         return directory
@@ -229,7 +277,7 @@ class NLUModel:
             raise ValueError(f"{model_file}: checksum mismatch, refusing a corrupted model")
         bundle = joblib.load(model_file)
         meta_doc.pop("sha256", None)
-        return cls(bundle["pipeline"], bundle["config"], bundle["synonyms"], ModelMeta(**meta_doc))
+        return cls(bundle["features"], bundle["classifier"], bundle["config"], bundle["synonyms"], ModelMeta(**meta_doc))
 
 
 def _overlaps(entity: dict[str, Any], others: list[dict[str, Any]]) -> bool:

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.clock import ensure_aware
-from backend.db import session_scope
+from backend.db import read_scope, session_scope
 from backend.identifiers import normalize_customer_code, normalize_phone
 from backend.models import ChannelLink, Customer, VerificationAttempt
 from backend.settings import get_settings
@@ -131,7 +131,7 @@ async def _link(
 
 async def find_customer(code: str) -> CustomerInfo | None:
     """The customer with this code (any letter case, surrounding blanks ignored), if any."""
-    async with session_scope() as session:
+    async with read_scope() as session:
         row = await session.scalar(
             select(Customer).where(Customer.code == normalize_customer_code(code))
         )
@@ -199,7 +199,7 @@ async def lock_status(
     channel: str, sender_id: str, code: str, *, now: datetime | None = None
 ) -> datetime | None:
     """Until when (channel, sender_id, code) is locked out of verification, or None."""
-    async with session_scope() as session:
+    async with read_scope() as session:
         state = await _lock_state(
             session, channel, sender_id, normalize_customer_code(code), ensure_aware(now)
         )
@@ -208,7 +208,7 @@ async def lock_status(
 
 async def linked_customers(channel: str, sender_id: str) -> list[CustomerInfo]:
     """The customers this chat is linked to, in the order it linked them."""
-    async with session_scope() as session:
+    async with read_scope() as session:
         rows = await session.scalars(
             select(Customer)
             .join(ChannelLink, ChannelLink.customer_id == Customer.id)
@@ -220,7 +220,7 @@ async def linked_customers(channel: str, sender_id: str) -> list[CustomerInfo]:
 
 async def is_linked(channel: str, sender_id: str, code: str) -> bool:
     """Whether this chat has proved ownership of customer `code`."""
-    async with session_scope() as session:
+    async with read_scope() as session:
         linked = await session.scalar(
             select(
                 exists().where(

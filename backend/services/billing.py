@@ -14,7 +14,7 @@ from typing import Literal
 from sqlalchemy import Select, select
 
 from backend.clock import today_vn
-from backend.db import session_scope
+from backend.db import read_scope
 from backend.identifiers import normalize_customer_code
 from backend.models import Bill, Customer
 from backend.periods import Period
@@ -57,7 +57,7 @@ def _bills_of(code: str) -> Select[tuple[Bill]]:
 
 async def _fetch(query: Select[tuple[Bill]], code: str, today: date | None) -> list[BillInfo]:
     day = today or today_vn()
-    async with session_scope() as session:
+    async with read_scope() as session:
         return [_bill_info(bill, code, day) for bill in await session.scalars(query)]
 
 

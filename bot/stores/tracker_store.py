@@ -92,7 +92,7 @@ class SQLTrackerStore(TrackerStore):
     """Events as rows (sender_id, seq) in the backend database; the unique key fences writers."""
 
     async def retrieve(self, sender_id: str) -> list[dict[str, Any]]:
-        async with db.session_scope() as session:
+        async with db.read_scope() as session:
             rows = await session.scalars(
                 select(TrackerEvent.data).where(TrackerEvent.sender_id == sender_id).order_by(TrackerEvent.seq)
             )

@@ -1,0 +1,47 @@
+# Quick start:  make demo  (install, migrate, seed, train, serve on http://127.0.0.1:5005)
+#               make test  (install with dev tools, run the test suite)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo install serve shell train test lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+.PHONY: models
+models: $(STAMP)
+	@ls models/*/meta.json >/dev/null 2>&1 || $(BIN)/python -m nlu train --data data/ --config config.yml --out models/
+
+train: $(STAMP)
+	$(BIN)/python -m nlu train --data data/ --config config.yml --out models/
+
+demo: $(STAMP) models
+	$(BIN)/python -m bot db upgrade
+	$(BIN)/python -m bot seed
+	$(BIN)/python -m bot serve --host 127.0.0.1 --port 5005
+
+shell: $(STAMP) models
+	$(BIN)/python -m bot db upgrade
+	$(BIN)/python -m bot seed
+	$(BIN)/python -m bot shell
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/hadolint Dockerfile
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/turns.py --start both
+
+clean:
+	rm -rf $(VENV) var models .pytest_cache .ruff_cache
