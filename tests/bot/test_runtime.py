@@ -4,7 +4,6 @@ fallback, session expiry, response conditions. Button payloads ("/intent{...}") 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
@@ -15,16 +14,7 @@ from bot.domain import Domain
 from bot.nlu_service import NLUService
 from bot.rules import RulePolicy, load_rules
 from bot.stores import InMemoryLockStore, InMemoryTrackerStore
-from nlu import NLUModel, PipelineConfig, load_training_data
-
-SAMPLE = Path(__file__).parent / "sample"
-
-
-@pytest.fixture(scope="module")
-def sample_nlu() -> NLUService:
-    domain = Domain.load(SAMPLE / "domain.yml")
-    model = NLUModel.train(load_training_data(SAMPLE / "nlu.yml"), PipelineConfig.from_file(SAMPLE / "config.yml"))
-    return NLUService(model, set(domain.intents))
+from tests.bot.conftest import SAMPLE
 
 
 @pytest.fixture
