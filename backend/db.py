@@ -20,8 +20,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -218,3 +220,23 @@ def upgrade_database(url: str | None = None) -> None:
         return
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(command.upgrade, config, "head").result()
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database has not been migrated to the schema this code expects."""
+
+
+async def require_current_schema() -> None:
+    """Refuse to serve on a database that `python -m bot db upgrade` has not brought up to date:
+    every lookup would fail, and the customer would only see apologies."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    try:
+        async with read_scope() as session:
+            current = await session.scalar(text("SELECT version_num FROM alembic_version"))
+    except DBAPIError:
+        current = None
+    if current != head:
+        raise SchemaOutOfDate(
+            f"the database is at migration {current or 'none'}, this code needs {head}: "
+            "run `python -m bot db upgrade`"
+        )

@@ -6,8 +6,9 @@ greet -> "tra cứu hóa đơn" -> customer code -> phone on file (verification,
 demo customers), then "tiền điện tháng trước" / "tra cứu hóa đơn" / "help" / "cảm ơn" in turn
 until the customer has sent --turns messages. A few warm-up requests (not counted) go first.
 
-A turn is an error when the HTTP status is not 200, the request fails or times out, or the
-answer is not a non-empty JSON list (every message in the script gets a reply). Latencies are
+A turn is an error when the HTTP status is not 200, the request fails or times out, the
+answer is not a non-empty JSON list, or it lacks what the customer asked for (a bill must
+show its kWh: an apology is an error). Latencies are
 those of the successful turns; turns/s is successful turns per wall-clock second.
 
 Against a server that is already running (127.0.0.1 / localhost only):
@@ -67,7 +68,8 @@ DEMO_CUSTOMERS = [
     ("PD0100234567", "0987654321"),
     ("PE1300056789", "0938777666"),
 ]
-FOLLOW_UPS = ["tiền điện tháng trước", "tra cứu hóa đơn", "help", "cảm ơn"]
+# (message, text the reply must contain): an apology instead of a bill is an error too.
+FOLLOW_UPS = [("tiền điện tháng trước", "kWh"), ("tra cứu hóa đơn", "kWh"), ("giúp tôi với", "hóa đơn"), ("cảm ơn", "")]
 WARMUP_MESSAGES = ["xin chào", "help", "tra cứu hóa đơn", "cảm ơn"]
 
 
@@ -78,10 +80,10 @@ class BenchmarkError(Exception):
 # ----------------------------------------------------------------------------- the load
 
 
-def customer_script(index: int, turns: int) -> list[str]:
-    """The messages customer `index` sends: greet, verify, then follow-ups, `turns` in all."""
+def customer_script(index: int, turns: int) -> list[tuple[str, str]]:
+    """What customer `index` sends (and must read back): greet, verify, then follow-ups."""
     code, phone = DEMO_CUSTOMERS[index % len(DEMO_CUSTOMERS)]
-    opening = ["xin chào", "tra cứu hóa đơn", code, phone]
+    opening = [("xin chào", "Xin chào"), ("tra cứu hóa đơn", "mã khách hàng"), (code, "số điện thoại"), (phone, "kWh")]
     # Start the follow-ups at a different point per customer so the mix is even at any moment.
     offset = index % len(FOLLOW_UPS)
     follow_ups = itertools.cycle(FOLLOW_UPS[offset:] + FOLLOW_UPS[:offset])
@@ -105,7 +107,7 @@ class LoadResult:
             self.error_samples.append(what)
 
 
-async def send_turn(session: aiohttp.ClientSession, url: str, sender: str, message: str) -> str | None:
+async def send_turn(session: aiohttp.ClientSession, url: str, sender: str, message: str, expected: str = "") -> str | None:
     """Send one message; None if the bot answered properly, else a short error description."""
     try:
         async with session.post(url, json={"sender": sender, "message": message}) as response:
@@ -117,15 +119,18 @@ async def send_turn(session: aiohttp.ClientSession, url: str, sender: str, messa
         return f"{type(exc).__name__} for {message!r}: {exc}"
     if not isinstance(replies, list) or not replies:
         return f"empty or malformed reply for {message!r}: {str(replies)[:120]}"
+    text = " ".join(str(r.get("text") or "") for r in replies if isinstance(r, dict))
+    if expected not in text:
+        return f"reply to {message!r} lacks {expected!r}: {text[:120]}"
     return None
 
 
 async def simulate_customer(
-    session: aiohttp.ClientSession, url: str, sender: str, script: list[str], result: LoadResult
+    session: aiohttp.ClientSession, url: str, sender: str, script: list[tuple[str, str]], result: LoadResult
 ) -> None:
-    for message in script:
+    for message, expected in script:
         started = time.perf_counter()
-        error = await send_turn(session, url, sender, message)
+        error = await send_turn(session, url, sender, message, expected)
         elapsed_ms = (time.perf_counter() - started) * 1000
         result.turns += 1
         if error is None:

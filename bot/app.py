@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from backend import db
 from backend.settings import Settings, get_settings
 from bot.channels.rest import bad_request, parse_rest_body, to_rest
 from bot.runtime import Runtime, build_runtime
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
 
     async def start(app: web.Application) -> None:
+        await db.require_current_schema()
         app[RUNTIME] = runtime or build_runtime(settings)
 
     async def stop(app: web.Application) -> None:

@@ -15,6 +15,7 @@ import logging
 import sys
 from typing import Any
 
+from backend.db import SchemaOutOfDate
 from backend.settings import get_settings
 from bot.config_files import ConfigFileError
 from nlu.training_data import TrainingDataError
@@ -86,9 +87,11 @@ def _print_replies(replies: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def _shell() -> None:
+    from backend import db
     from bot.channels.base import UserMessage
     from bot.runtime import build_runtime
 
+    await db.require_current_schema()
     runtime = build_runtime(get_settings())
     print("Chat with the bot (Ctrl-D or /exit to quit; type a number to press a button).")
     buttons: list[dict[str, Any]] = []
@@ -107,8 +110,6 @@ async def _shell() -> None:
             buttons = _print_replies(replies)
     finally:
         await runtime.close()
-        from backend import db
-
         await db.dispose()
 
 
@@ -137,6 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         return args.func(args)
-    except (ConfigFileError, TrainingDataError) as exc:
+    except (ConfigFileError, TrainingDataError, SchemaOutOfDate) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
