@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from aiohttp import web
 
 from backend import db
 from backend.settings import Settings, get_settings
-from bot.channels.rest import bad_request, parse_rest_body, to_rest
+from bot.channels.base import UserMessage
+from bot.channels.rest import RestInput, bad_request
 from bot.runtime import Runtime, build_runtime
-from bot.stores import LockTimeout
 
 log = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -23,20 +22,6 @@ async def health(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     meta = runtime.agent.nlu.model.meta
     return web.json_response({"status": "ok", "model": meta.id})
-
-
-async def rest_webhook(request: web.Request) -> web.Response:
-    parsed = parse_rest_body(await request.read())
-    if isinstance(parsed, web.Response):
-        return parsed
-    agent = request.app[RUNTIME].agent
-    started = time.perf_counter()
-    try:
-        replies = await agent.handle_message(parsed)
-    except LockTimeout:
-        return web.json_response({"error": "conversation busy, retry shortly"}, status=503, headers={"Retry-After": "1"})
-    log.debug("turn %s in %.1f ms", parsed.conversation_id, (time.perf_counter() - started) * 1000)
-    return web.json_response([to_rest(parsed.sender_id, m) for m in replies])
 
 
 async def model_parse(request: web.Request) -> web.Response:
@@ -79,6 +64,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     app.router.add_get("/health", health)
-    app.router.add_post("/webhooks/rest/webhook", rest_webhook)
+    async def on_message(message: UserMessage) -> list[dict[str, Any]]:
+        return await app[RUNTIME].agent.handle_message(message)
+
+    for channel in (RestInput(),):
+        channel.register(app, on_message)
     app.router.add_post("/model/parse", model_parse)
     return app

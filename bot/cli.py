@@ -17,6 +17,7 @@ from typing import Any
 
 from backend.db import SchemaOutOfDate
 from backend.settings import get_settings
+from bot.channels.base import OutputChannel
 from bot.config_files import ConfigFileError
 from nlu.training_data import TrainingDataError
 
@@ -37,6 +38,7 @@ def setup_logging() -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
@@ -73,17 +75,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_replies(replies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    buttons: list[dict[str, Any]] = []
-    for reply in replies:
-        if reply.get("text"):
-            print(f"bot: {reply['text']}")
-        if reply.get("image"):
-            print(f"bot: [image] {reply['image']}")
-        for button in reply.get("buttons") or []:
-            buttons.append(button)
-            print(f"     {len(buttons)}. {button['title']}")
-    return buttons
+class _TerminalOutput(OutputChannel):
+    """Prints replies; buttons are numbered so typing the number presses them."""
+
+    name = "shell"
+
+    def __init__(self) -> None:
+        self.buttons: list[dict[str, Any]] = []
+
+    async def send_text(self, recipient_id: str, text: str) -> None:
+        print(f"bot: {text}")
+
+    async def send_buttons(self, recipient_id: str, text: str, buttons: list[dict[str, Any]]) -> None:
+        if text:
+            await self.send_text(recipient_id, text)
+        for button in buttons:
+            self.buttons.append(button)
+            print(f"     {len(self.buttons)}. {button.get('title', '')}")
 
 
 async def _shell() -> None:
@@ -94,7 +102,7 @@ async def _shell() -> None:
     await db.require_current_schema()
     runtime = build_runtime(get_settings())
     print("Chat with the bot (Ctrl-D or /exit to quit; type a number to press a button).")
-    buttons: list[dict[str, Any]] = []
+    output = _TerminalOutput()
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -104,10 +112,11 @@ async def _shell() -> None:
                 break
             if text.strip() in ("/exit", "/quit"):
                 break
-            if text.strip().isdigit() and 0 < int(text) <= len(buttons):
-                text = buttons[int(text) - 1]["payload"]
-            replies = await runtime.agent.handle_message(UserMessage("shell", text, "shell"))
-            buttons = _print_replies(replies)
+            if text.strip().isdigit() and 0 < int(text) <= len(output.buttons):
+                text = output.buttons[int(text) - 1]["payload"]
+            output.buttons = []
+            for reply in await runtime.agent.handle_message(UserMessage("shell", text, "shell")):
+                await output.send("shell", reply)
     finally:
         await runtime.close()
         await db.dispose()

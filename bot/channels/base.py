@@ -1,10 +1,18 @@
-"""The channel seam: every input channel turns its wire format into a `UserMessage`;
-every reply is a Rasa-shaped message dict (`text`, `buttons`, `image`, `custom`)."""
+"""The channel seam.
+
+An `InputChannel` owns its webhook routes and is the one place where a platform's wire format
+becomes a `UserMessage`. The agent answers with Rasa-shaped message dicts (`text`, `buttons`,
+`image`, `custom`), and an `OutputChannel` delivers them in the platform's terms.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from aiohttp import web
 
 MAX_MESSAGE_CHARS = 4096
 
@@ -33,3 +41,66 @@ class UserMessage:
     def conversation_id(self) -> str:
         """Conversations are kept per channel, so a Telegram and a Zalo id never collide."""
         return self.sender_id if self.channel == "rest" else f"{self.channel}:{self.sender_id}"
+
+
+Message = dict[str, Any]
+OnMessage = Callable[[UserMessage], Awaitable[list[Message]]]
+
+
+class InputChannel(ABC):
+    """A platform the customers write from; `register` adds its webhook routes to the app."""
+
+    name: str
+
+    @abstractmethod
+    def register(self, app: web.Application, on_message: OnMessage) -> None: ...
+
+
+class OutputChannel(ABC):
+    """Delivers the bot's messages to one platform. Channels without buttons or images get
+    readable fallbacks from the defaults here."""
+
+    name: str
+
+    async def send(self, recipient_id: str, message: Message) -> None:
+        text = message.get("text") or ""
+        if message.get("image"):
+            await self.send_image(recipient_id, message["image"], text)
+        elif message.get("buttons"):
+            await self.send_buttons(recipient_id, text, message["buttons"])
+        elif message.get("custom"):
+            await self.send_custom(recipient_id, message["custom"])
+        elif text:
+            await self.send_text(recipient_id, text)
+
+    @abstractmethod
+    async def send_text(self, recipient_id: str, text: str) -> None: ...
+
+    async def send_buttons(self, recipient_id: str, text: str, buttons: list[dict[str, Any]]) -> None:
+        lines = [text] + [f"{i}. {b.get('title', '')}" for i, b in enumerate(buttons, start=1)]
+        await self.send_text(recipient_id, "\n".join(line for line in lines if line))
+
+    async def send_image(self, recipient_id: str, image: str, caption: str = "") -> None:
+        await self.send_text(recipient_id, f"{caption}\n{image}".strip())
+
+    async def send_custom(self, recipient_id: str, custom: dict[str, Any]) -> None:  # noqa: B027 - optional
+        """Platform-specific payloads; ignored by channels that do not know them."""
+
+
+class CollectingOutputChannel(OutputChannel):
+    """Keeps the messages for a synchronous answer (REST, tests), in Rasa's REST shape."""
+
+    name = "collector"
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def send(self, recipient_id: str, message: Message) -> None:
+        out: Message = {"recipient_id": recipient_id}
+        for key in ("text", "buttons", "image", "attachment", "custom"):
+            if message.get(key):
+                out[key] = message[key]
+        self.messages.append(out)
+
+    async def send_text(self, recipient_id: str, text: str) -> None:
+        self.messages.append({"recipient_id": recipient_id, "text": text})

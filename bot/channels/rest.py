@@ -4,11 +4,18 @@ answered with a JSON list of {"recipient_id", "text", "buttons", "image"}."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from aiohttp import web
 
-from bot.channels.base import MAX_MESSAGE_CHARS, UserMessage, valid_unicode
+from bot.channels.base import (
+    MAX_MESSAGE_CHARS,
+    CollectingOutputChannel,
+    InputChannel,
+    OnMessage,
+    UserMessage,
+    valid_unicode,
+)
+from bot.stores import LockTimeout
 
 MAX_SENDER_CHARS = 128
 
@@ -48,9 +55,23 @@ def parse_rest_body(raw: bytes) -> UserMessage | web.Response:
     )
 
 
-def to_rest(recipient_id: str, message: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"recipient_id": recipient_id}
-    for key in ("text", "buttons", "image", "attachment", "custom"):
-        if message.get(key):
-            out[key] = message[key]
-    return out
+class RestInput(InputChannel):
+    """`POST /webhooks/rest/webhook`; the answer is the list of replies to this message."""
+
+    name = "rest"
+
+    def register(self, app: web.Application, on_message: OnMessage) -> None:
+        async def webhook(request: web.Request) -> web.Response:
+            parsed = parse_rest_body(await request.read())
+            if isinstance(parsed, web.Response):
+                return parsed
+            try:
+                replies = await on_message(parsed)
+            except LockTimeout:
+                return web.json_response({"error": "conversation busy, retry shortly"}, status=503, headers={"Retry-After": "1"})
+            output = CollectingOutputChannel()
+            for reply in replies:
+                await output.send(parsed.sender_id, reply)
+            return web.json_response(output.messages)
+
+        app.router.add_post("/webhooks/rest/webhook", webhook)
