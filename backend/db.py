@@ -22,6 +22,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -240,3 +241,10 @@ async def require_current_schema() -> None:
             f"the database is at migration {current or 'none'}, this code needs {head}: "
             "run `python -m bot db upgrade`"
         )
+
+
+async def upsert_insert(session: AsyncSession, table: Any) -> Any:
+    """The dialect's INSERT (PostgreSQL or SQLite), which offers ON CONFLICT DO NOTHING; the
+    portable one does not, and catching IntegrityError would abort a PostgreSQL transaction."""
+    dialect = (await session.connection()).dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)

@@ -225,3 +225,37 @@ class TrackerEvent(Base):
     type_name: Mapped[str] = mapped_column(String(32))
     timestamp: Mapped[float] = mapped_column(Float)
     data: Mapped[str] = mapped_column(Text)
+
+
+OUTBOX_STATUSES = ("pending", "sent", "failed")
+
+
+class OutboxMessage(Base):
+    """A message for a customer, written before it is sent so that nothing is lost.
+
+    Payment confirmations, ticket updates and power-restored notices are added in the same
+    transaction as the change they announce; a channel worker (or the REST poll) delivers them.
+    `dedupe_key` makes an announcement happen once even if its cause is processed twice.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(_in_list("status", OUTBOX_STATUSES), name="status"),
+        Index("ix_outbox_recipient", "channel", "recipient_id", "status"),
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    recipient_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(40))
+    # {"response": "utter_...", "values": {...}} rendered by the bot in `language`, or {"text": ...}
+    payload: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(5), default="vi")
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()

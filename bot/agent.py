@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.services.notifications import OutboxItem
 from bot.action_runner import ActionError, ActionRejected, ActionResult, ActionRunner
 from bot.channels.base import UserMessage
 from bot.domain import REQUESTED_SLOT, Domain
@@ -90,6 +91,13 @@ class Agent:
     async def trigger(self, conversation: str, intent: str, channel: str = "rest") -> list[dict[str, Any]]:
         """Run the bot as if the customer had pressed a button for `intent` (e.g. on /start)."""
         return await self.handle_message(UserMessage(conversation, f"/{intent}", channel))
+
+    def render_notification(self, item: OutboxItem) -> list[dict[str, Any]]:
+        """An outbox message in the customer's language, as bot messages."""
+        payload = item.payload
+        if payload.get("response"):
+            return self.domain.render(payload["response"], {"language": item.language}, item.channel, payload.get("values") or {})
+        return [{"text": str(payload.get("text", ""))}] if payload.get("text") else []
 
     def _session_expired(self, tracker: DialogueStateTracker) -> bool:
         if not tracker.has_session():

@@ -9,7 +9,6 @@ from aiohttp import web
 
 from backend import db
 from backend.settings import Settings, get_settings
-from bot.channels.base import UserMessage
 from bot.channels.rest import RestInput, bad_request
 from bot.runtime import Runtime, build_runtime
 
@@ -64,10 +63,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     app.router.add_get("/health", health)
-    async def on_message(message: UserMessage) -> list[dict[str, Any]]:
-        return await app[RUNTIME].agent.handle_message(message)
-
     for channel in (RestInput(),):
-        channel.register(app, on_message)
+        channel.register(app, lambda: app[RUNTIME].agent)
     app.router.add_post("/model/parse", model_parse)
     return app

@@ -14,11 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 from sqlalchemy import CursorResult, delete, exists, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.clock import ensure_aware
-from backend.db import read_scope, session_scope
+from backend.db import read_scope, session_scope, upsert_insert
 from backend.identifiers import normalize_customer_code, normalize_phone
 from backend.models import ChannelLink, Customer, VerificationAttempt
 from backend.settings import get_settings
@@ -28,9 +27,6 @@ VerificationStatus = Literal["ok", "wrong_phone", "locked", "unknown_code"]
 # INSERT ... ON CONFLICT DO NOTHING lets concurrent verifications of the same chat race to
 # create the link without an IntegrityError aborting the transaction (which on PostgreSQL
 # would also discard the attempt being recorded). Both supported databases have it.
-_INSERT_BY_DIALECT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-
-
 @dataclass(frozen=True)
 class CustomerInfo:
     code: str
@@ -120,10 +116,8 @@ async def _lock_state(
 async def _link(
     session: AsyncSession, channel: str, sender_id: str, customer_id: int, now: datetime
 ) -> None:
-    dialect = (await session.connection()).dialect.name
-    insert = _INSERT_BY_DIALECT[dialect]
     await session.execute(
-        insert(ChannelLink)
+        (await upsert_insert(session, ChannelLink))
         .values(channel=channel, sender_id=sender_id, customer_id=customer_id, linked_at=now)
         .on_conflict_do_nothing(index_elements=["channel", "sender_id", "customer_id"])
     )

@@ -8,11 +8,13 @@ becomes a `UserMessage`. The agent answers with Rasa-shaped message dicts (`text
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
+
+from backend.services.notifications import OutboxItem
 
 MAX_MESSAGE_CHARS = 4096
 
@@ -44,16 +46,24 @@ class UserMessage:
 
 
 Message = dict[str, Any]
-OnMessage = Callable[[UserMessage], Awaitable[list[Message]]]
+
+
+class ChannelHost(Protocol):
+    """What channels need from the running bot (the agent provides it)."""
+
+    async def handle_message(self, message: UserMessage) -> list[Message]: ...
+
+    def render_notification(self, item: OutboxItem) -> list[Message]: ...
 
 
 class InputChannel(ABC):
-    """A platform the customers write from; `register` adds its webhook routes to the app."""
+    """A platform the customers write from; `register` adds its webhook routes to the app.
+    `host` returns the running bot (it exists once the app has started)."""
 
     name: str
 
     @abstractmethod
-    def register(self, app: web.Application, on_message: OnMessage) -> None: ...
+    def register(self, app: web.Application, host: Callable[[], ChannelHost]) -> None: ...
 
 
 class OutputChannel(ABC):

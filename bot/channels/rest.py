@@ -4,14 +4,16 @@ answered with a JSON list of {"recipient_id", "text", "buttons", "image"}."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from aiohttp import web
 
+from backend.services import notifications
 from bot.channels.base import (
     MAX_MESSAGE_CHARS,
+    ChannelHost,
     CollectingOutputChannel,
     InputChannel,
-    OnMessage,
     UserMessage,
     valid_unicode,
 )
@@ -60,13 +62,13 @@ class RestInput(InputChannel):
 
     name = "rest"
 
-    def register(self, app: web.Application, on_message: OnMessage) -> None:
+    def register(self, app: web.Application, host: Callable[[], ChannelHost]) -> None:
         async def webhook(request: web.Request) -> web.Response:
             parsed = parse_rest_body(await request.read())
             if isinstance(parsed, web.Response):
                 return parsed
             try:
-                replies = await on_message(parsed)
+                replies = await host().handle_message(parsed)
             except LockTimeout:
                 return web.json_response({"error": "conversation busy, retry shortly"}, status=503, headers={"Retry-After": "1"})
             output = CollectingOutputChannel()
@@ -74,4 +76,18 @@ class RestInput(InputChannel):
                 await output.send(parsed.sender_id, reply)
             return web.json_response(output.messages)
 
+        async def outbox(request: web.Request) -> web.Response:
+            """Messages the bot has for this sender outside a reply (e.g. a payment confirmation);
+            each is handed over once."""
+            sender = request.query.get("sender", "")
+            if not sender.strip() or len(sender) > MAX_SENDER_CHARS:
+                return bad_request("sender", "'sender' query parameter is required (at most 128 characters)")
+            items = await notifications.take_for_recipient(self.name, sender.strip())
+            output = CollectingOutputChannel()
+            for item in items:
+                for message in host().render_notification(item):
+                    await output.send(sender.strip(), message)
+            return web.json_response(output.messages)
+
         app.router.add_post("/webhooks/rest/webhook", webhook)
+        app.router.add_get("/webhooks/rest/outbox", outbox)
