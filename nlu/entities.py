@@ -65,16 +65,29 @@ _MONTH_NAMES = {
 }
 _NAME_ALT = "|".join(sorted(_MONTH_NAMES, key=len, reverse=True))
 # Matched on the diacritics-free, lower-cased text (same length as the original).
+_THANG = r"(?:thang|thg|th)"
+# Month words, matched on the text WITH diacritics ("tháng sáu" is June, "tháng sau" next month).
+_MONTH_WORDS = {
+    "mười hai": 12, "chạp": 12, "mười một": 11, "mười": 10, "chín": 9, "tám": 8, "bảy": 7,
+    "sáu": 6, "năm": 5, "tư": 4, "bốn": 4, "ba": 3, "hai": 2, "giêng": 1, "một": 1,
+}
+_MONTH_WORD_RE = re.compile(
+    r"\btháng\s+(" + "|".join(sorted(_MONTH_WORDS, key=len, reverse=True)) + r")(?!\w)(?!\s+(?:ngoái|nay|trước|sau)\b)"
+)
+# Matched on the diacritics-free, lower-cased text (same length as the original).
 _MONTH_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"\b(?:thang|th)\s*(?:truoc|vua roi|roi)\b"), "previous"),
+    (re.compile(rf"\b(\d{{1,2}}|hai|ba|bon) {_THANG} truoc\b|\b{_THANG} truoc nua\b|\b(\d{{1,2}}|two|three) months? ago\b"), "months_ago"),
+    (re.compile(rf"\b{_THANG}\s*(?:truoc|trc|vua roi|vua qua|roi)\b"), "previous"),
     (re.compile(r"\blast month\b|\bprevious month\b"), "previous"),
-    (re.compile(r"\b(?:thang|th)\s*(?:nay|hien tai)\b|\bthis month\b|\bcurrent month\b"), "current"),
-    (re.compile(r"\b(?:thang|th)\s*(\d{1,2})\s*(?:/|-|\s*nam\s*)\s*(\d{4})\b"), "month_year"),
+    (re.compile(rf"\b{_THANG}\s*(?:nay|hien tai)\b|\bthis month\b|\bcurrent month\b"), "current"),
+    (re.compile(rf"\b{_THANG}\s*(\d{{1,2}})\s*(?:/|-|\s*nam\s*)\s*(\d{{4}})\b"), "month_year"),
     (re.compile(r"\b(\d{4})-(\d{1,2})\b"), "year_month"),
-    (re.compile(r"(?<![\d/])(\d{1,2})\s*/\s*(\d{4})\b"), "month_year"),
-    (re.compile(r"\b(?:thang|th)\s*(\d{1,2})\b(?!\s*/)"), "month"),
+    (re.compile(r"(?<![\d/-])(\d{1,2})\s*[/-]\s*(\d{4})\b"), "month_year"),
+    (re.compile(rf"\b{_THANG}\s*(\d{{1,2}})\b(?!\s*/)"), "month"),
     (re.compile(rf"\b({_NAME_ALT})\.?(?:\s+(\d{{4}}))?\b"), "named"),
 ]
+_LAST_YEAR_RE = re.compile(r"^\s*(?:nam ngoai|nam truoc|nam roi|(?:of )?last year)\b")
+_CAPITAL_T_RE = re.compile(r"(?<![A-Za-z0-9])T(\d{1,2})(?![\d/])")  # "tiền điện T10"
 
 
 def _period(year: int, month: int) -> str:
@@ -87,18 +100,39 @@ def _latest_past(month: int, today: date) -> str:
     return _period(year, month)
 
 
+def _months_before(today: date, count: int) -> str:
+    index = today.year * 12 + today.month - 1 - count
+    return _period(index // 12, index % 12 + 1)
+
+
+_COUNT_WORDS = {"hai": 2, "ba": 3, "bon": 4, "two": 2, "three": 3}
+
+
 def extract_months(text: str, today: date) -> list[Entity]:
     """Billing periods resolved to 'YYYY-MM' relative to `today`."""
     plain = strip_diacritics(text).lower()
     found: list[Entity] = []
+
+    def add(value: str | None, start: int, end: int) -> None:
+        if value and not any(e["start"] < end and start < e["end"] for e in found):
+            # "tháng 9 năm ngoái" / "August last year": the same month a year earlier.
+            after = _LAST_YEAR_RE.match(plain[end:])
+            if after:
+                value = f"{today.year - 1}-{value[5:]}"
+                end += after.end()
+            found.append(_entity("month", value, start, end, "MonthExtractor"))
+
     for pattern, kind in _MONTH_PATTERNS:
         for m in pattern.finditer(plain):
             if any(e["start"] < m.end() and m.start() < e["end"] for e in found):
                 continue
             value: str | None = None
-            if kind == "previous":
-                y, mo = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
-                value = _period(y, mo)
+            if kind == "months_ago":
+                count_text = m.group(1) or m.group(2)
+                count = 2 if count_text is None else _COUNT_WORDS.get(count_text) or int(count_text)
+                value = _months_before(today, count) if 1 <= count <= 24 else None
+            elif kind == "previous":
+                value = _months_before(today, 1)
             elif kind == "current":
                 value = _period(today.year, today.month)
             elif kind == "month_year":
@@ -115,8 +149,13 @@ def extract_months(text: str, today: date) -> list[Entity]:
                     continue  # "may I pay" is not a month
                 mo = _MONTH_NAMES[m.group(1)]
                 value = _period(int(m.group(2)), mo) if m.group(2) else _latest_past(mo, today)
-            if value:
-                found.append(_entity("month", value, m.start(), m.end(), "MonthExtractor"))
+            add(value, m.start(), m.end())
+    lowered = text.lower()
+    for m in _MONTH_WORD_RE.finditer(lowered):
+        add(_latest_past(_MONTH_WORDS[m.group(1)], today), m.start(), m.end())
+    for m in _CAPITAL_T_RE.finditer(text):
+        month = int(m.group(1))
+        add(_latest_past(month, today) if 1 <= month <= 12 else None, m.start(), m.end())
     return found
 
 
