@@ -11,14 +11,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rasa_sdk import Action, FormValidationAction, Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.bills import ActionLookupBill, reply_with_bill, start_verification
+from actions.bills import ActionLookupBill, show_bills, start_verification
 from actions.conversation import chat_key
+from actions.payments import reply_with_payment_link
 from backend.services import accounts
 from nlu.entities import CUSTOMER_CODE_RE, extract_identifiers, normalize_phone
+from nlu.normalize import strip_diacritics
 
 
 def _minutes_until(moment: datetime) -> int:
@@ -89,23 +91,52 @@ class ActionAfterVerification(Action):
             dispatcher.utter_message(response="utter_verification_cancelled")
             return reset
         dispatcher.utter_message(response="utter_verified", customer_code=code)
-        if tracker.get_slot("pending_request") == "lookup_bill":
-            await reply_with_bill(dispatcher, tracker, customer, tracker.get_slot("month"))
-            reset.append(SlotSet("month", None))
+        pending = tracker.get_slot("pending_request")
+        if pending == "lookup_bill":
+            reset += await show_bills(dispatcher, tracker, customer)
+        elif pending == "create_service_request":
+            reset.append(FollowupAction("action_start_service_request"))
+        elif pending == "pay_bill":
+            reset += await reply_with_payment_link(dispatcher, tracker, customer.code, tracker.get_slot("month"))
         return reset
 
 
+UNLINK_WORDS = ("huy lien ket", "bo lien ket", "go lien ket", "xoa lien ket", "huy ket noi", "unlink", "remove", "disconnect")
+LIST_WORDS = ("danh sach", "nhung ma", "cac ma", "ma nao", "list", "which codes", "linked codes")
+
+
 class ActionLinkAccount(Action):
+    """Link a customer code to this chat (after the ownership check), list or unlink codes."""
+
     def name(self) -> str:
         return "action_link_account"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
-        codes = [e["value"] for e in tracker.latest_message.get("entities") or [] if e.get("entity") == "customer_code"]
+        codes = [str(e["value"]) for e in tracker.latest_message.get("entities") or [] if e.get("entity") == "customer_code"]
         channel, sender = chat_key(tracker)
         linked = [c.code for c in await accounts.linked_customers(channel, sender)]
-        if codes and codes[0] in linked or (not codes and linked):
-            dispatcher.utter_message(response="utter_linked_codes", codes=", ".join(linked))
+        text = f" {strip_diacritics(str(tracker.latest_message.get('text') or '')).lower()} "
+        if any(w in text for w in UNLINK_WORDS):
+            target = codes[0] if codes else (linked[0] if len(linked) == 1 else None)
+            if target in linked:
+                await accounts.unlink(channel, sender, target)
+                dispatcher.utter_message(response="utter_unlinked", customer_code=target)
+            elif linked:
+                dispatcher.utter_message(
+                    response="utter_linked_codes",
+                    codes=", ".join(linked),
+                    buttons=[{"title": c, "payload": f"hủy liên kết {c}"} for c in linked],
+                )
+            else:
+                dispatcher.utter_message(response="utter_no_linked_codes")
             return []
+        if any(w in text for w in LIST_WORDS) or (codes and codes[0] in linked) or (not codes and linked):
+            if linked:
+                dispatcher.utter_message(response="utter_linked_codes", codes=", ".join(linked))
+            else:
+                dispatcher.utter_message(response="utter_no_linked_codes")
+            if linked or not codes:
+                return []
         return start_verification(tracker, "link_account", codes[0] if codes else None)
 
 

@@ -10,29 +10,17 @@ from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.conversation import chat_key, language
+from actions.display import format_date, format_period, format_vnd, previous_period
+from actions.tariff import amount_lines
+from backend import signing
 from backend.services import accounts, billing
 from backend.services.accounts import CustomerInfo
 from backend.services.billing import BillInfo
+from backend.settings import get_settings
+from backend.tariffs import current_tariff
+from nlu.normalize import strip_diacritics
 
-
-def format_vnd(amount: int, lang: str) -> str:
-    """1234567 -> '1.234.567 đ' (vi) or '1,234,567 VND' (en)."""
-    grouped = f"{amount:,}"
-    return f"{grouped.replace(',', '.')} đ" if lang == "vi" else f"{grouped} VND"
-
-
-def format_period(period: str) -> str:
-    year, month = period.split("-")
-    return f"{month}/{year}"
-
-
-def format_date(day: date, lang: str) -> str:
-    return day.strftime("%d/%m/%Y") if lang == "vi" else day.strftime("%d %b %Y")
-
-
-def previous_period(period: str) -> str:
-    year, month = (int(p) for p in period.split("-"))
-    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+CHART_MONTHS = 12
 
 
 def bill_message(bill: BillInfo, customer_name: str, lang: str) -> dict[str, Any]:
@@ -57,18 +45,90 @@ def bill_message(bill: BillInfo, customer_name: str, lang: str) -> dict[str, Any
     }
 
 
-async def reply_with_bill(
-    dispatcher: CollectingDispatcher, tracker: Tracker, customer: CustomerInfo, period: str | None
-) -> None:
-    """Show a bill of `customer`, whom the caller has checked this chat owns."""
-    code = customer.code
-    bill = await billing.bill_for_period(code, period) if period else await billing.latest_bill(code)
-    if bill is None:
-        dispatcher.utter_message(
-            response="utter_no_bill_for_period", customer_code=code, period=format_period(period) if period else "-"
-        )
+VIEW_WORDS = {
+    "unpaid": ("no ", "chua thanh toan", "chua dong", "chua tra", "con thieu", "unpaid", "owe", "outstanding"),
+    "chart": ("bieu do", "lich su", "tieu thu", "12 thang", "6 thang", "chart", "history", "consumption", "graph"),
+    "breakdown": ("chi tiet", "bac thang", "cach tinh", "tung bac", "breakdown", "tier", "detail"),
+}
+
+
+def requested_view(tracker: Tracker) -> str:
+    """Which view of the bills the customer asked for: a button's `bill_view`, or their words."""
+    view = tracker.get_slot("bill_view")
+    if view in VIEW_WORDS:
+        return str(view)
+    text = f" {strip_diacritics(str(tracker.latest_message.get('text') or '')).lower()} "
+    return next((v for v, words in VIEW_WORDS.items() if any(w in text for w in words)), "bill")
+
+
+async def show_bills(dispatcher: CollectingDispatcher, tracker: Tracker, customer: CustomerInfo) -> list[dict[str, Any]]:
+    """Answer with the asked-for view of `customer`'s bills (the caller checked this chat owns
+    the code); returns the events that clear the request's slots."""
+    lang = language(tracker)
+    view = requested_view(tracker)
+    period = tracker.get_slot("month")
+    if view == "unpaid":
+        await _unpaid(dispatcher, customer, lang)
+    elif view == "chart":
+        await _chart(dispatcher, customer, lang)
+    else:
+        bill = await billing.bill_for_period(customer.code, period) if period else await billing.latest_bill(customer.code)
+        if bill is None:
+            dispatcher.utter_message(
+                response="utter_no_bill_for_period", customer_code=customer.code, period=format_period(period) if period else "-"
+            )
+        elif view == "breakdown":
+            await _breakdown(dispatcher, customer, bill, lang)
+        else:
+            dispatcher.utter_message(**bill_message(bill, customer.name, lang))
+            dispatcher.utter_message(response="utter_more_about_bill")
+    return [SlotSet("month", None), SlotSet("bill_view", None)]
+
+
+async def _unpaid(dispatcher: CollectingDispatcher, customer: CustomerInfo, lang: str) -> None:
+    bills = await billing.unpaid_bills(customer.code)
+    if not bills:
+        dispatcher.utter_message(response="utter_no_unpaid_bills", customer_code=customer.code)
         return
-    dispatcher.utter_message(**bill_message(bill, customer.name, language(tracker)))
+    overdue = " (quá hạn)" if lang == "vi" else " (overdue)"
+    lines = "\n".join(
+        f"• {format_period(b.period)}: {b.kwh} kWh, {format_vnd(b.amount, lang)}, "
+        f"{'hạn' if lang == 'vi' else 'due'} {format_date(b.due_date, lang)}{overdue if b.overdue else ''}"
+        for b in bills
+    )
+    total = format_vnd(sum(b.amount for b in bills), lang)
+    dispatcher.utter_message(response="utter_unpaid_bills", customer_code=customer.code, lines=lines, total=total)
+
+
+async def _breakdown(dispatcher: CollectingDispatcher, customer: CustomerInfo, bill: BillInfo, lang: str) -> None:
+    year, month = (int(p) for p in bill.period.split("-"))
+    tariff = await current_tariff(customer.tariff_code, date(year, month, 1))
+    lines, amount = amount_lines(bill.kwh, tariff, lang)
+    dispatcher.utter_message(
+        response="utter_bill_breakdown",
+        period=format_period(bill.period),
+        kwh=bill.kwh,
+        tariff=tariff.name,
+        lines=lines,
+        subtotal=format_vnd(bill.amount_before_vat, lang),
+        vat_percent=tariff.vat_percent,
+        vat=format_vnd(bill.vat_amount, lang),
+        total=format_vnd(bill.amount, lang),
+    )
+
+
+async def _chart(dispatcher: CollectingDispatcher, customer: CustomerInfo, lang: str) -> None:
+    bills = await billing.bill_history(customer.code, CHART_MONTHS)
+    lines = "\n".join(f"• {format_period(b.period)}: {b.kwh} kWh" for b in sorted(bills, key=lambda b: b.period))
+    base = get_settings().public_base_url.rstrip("/")
+    query = signing.signed_query(f"consumption:{customer.code}")
+    dispatcher.utter_message(
+        response="utter_consumption_chart",
+        customer_code=customer.code,
+        months=len(bills),
+        lines=lines,
+        chart_url=f"{base}/charts/consumption/{customer.code}.png?{query}",
+    )
 
 
 def _requested_code(tracker: Tracker) -> str | None:
@@ -91,8 +151,7 @@ class ActionLookupBill(Action):
             return start_verification(tracker, "lookup_bill", requested)
         customer = linked[requested] if requested else (next(iter(linked.values())) if len(linked) == 1 else None)
         if customer:
-            await reply_with_bill(dispatcher, tracker, customer, tracker.get_slot("month"))
-            return [SlotSet("month", None)]
+            return await show_bills(dispatcher, tracker, customer)
         if linked:
             dispatcher.utter_message(
                 response="utter_choose_customer_code",

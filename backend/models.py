@@ -259,3 +259,234 @@ class OutboxMessage(Base):
     dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
+
+
+PAYMENT_PURPOSES = ("bills", "fee")
+PAYMENT_LINK_STATUSES = ("pending", "paid", "expired", "cancelled", "failed")
+
+
+class PaymentLink(Base):
+    """A request for money sent to a chat: one bill, all unpaid bills, or a service fee.
+
+    `txn_ref` is our order reference at the payment gateway (VNPay's vnp_TxnRef); the customer
+    pays the exact `amount` (whole VND) before `expires_at`. The chat that asked is kept so
+    that the confirmation goes back to it, in its language. Bills covered by the link are in
+    `payment_link_bills`; a fee link instead names what it pays for in `reference` (e.g. a
+    service-request ticket id).
+    """
+
+    __tablename__ = "payment_links"
+    __table_args__ = (
+        CheckConstraint(_in_list("purpose", PAYMENT_PURPOSES), name="purpose"),
+        CheckConstraint(_in_list("status", PAYMENT_LINK_STATUSES), name="status"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("purpose <> 'fee' OR reference IS NOT NULL", name="fee_has_reference"),
+        CheckConstraint(
+            "purpose <> 'bills' OR customer_id IS NOT NULL", name="bills_have_customer"
+        ),
+        CheckConstraint(
+            "(status = 'paid' AND paid_at IS NOT NULL) OR (status <> 'paid' AND paid_at IS NULL)",
+            name="paid_at_matches_status",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    txn_ref: Mapped[str] = mapped_column(String(32), unique=True)
+    # The gateway the link was issued for ('sandbox', 'vnpay').
+    gateway: Mapped[str] = mapped_column(String(20))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(10))
+    reference: Mapped[str | None] = mapped_column(String(64), index=True)
+    description: Mapped[str] = mapped_column(String(255))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    # The gateway's response code of the callback that closed the link unpaid (e.g. '24').
+    response_code: Mapped[str | None] = mapped_column(String(2))
+    channel: Mapped[str] = mapped_column(String(20))
+    recipient_id: Mapped[str] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(5), default="vi")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    paid_at: Mapped[datetime | None] = mapped_column()
+
+
+class PaymentLinkBill(Base):
+    """A bill that a payment link covers; paying the link pays all of its bills."""
+
+    __tablename__ = "payment_link_bills"
+
+    payment_link_id: Mapped[int] = mapped_column(
+        ForeignKey("payment_links.id", ondelete="CASCADE"), primary_key=True
+    )
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"), primary_key=True, index=True)
+
+
+class Payment(Base):
+    """Money received through a gateway for one payment link, from its confirmed callback.
+
+    Unique `txn_ref`: a link is paid at most once, however often the gateway repeats the
+    callback. Unique (gateway, gateway_txn_no): one gateway transaction settles one link.
+    `raw_callback` keeps the callback's parameters (no secrets in them) for reconciliation.
+    """
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("gateway", "gateway_txn_no"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    txn_ref: Mapped[str] = mapped_column(ForeignKey("payment_links.txn_ref"), unique=True)
+    gateway: Mapped[str] = mapped_column(String(20))
+    gateway_txn_no: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    bank_code: Mapped[str | None] = mapped_column(String(20))
+    paid_at: Mapped[datetime] = mapped_column()
+    raw_callback: Mapped[dict[str, Any]] = mapped_column(JSON)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+SERVICE_TYPES = (
+    "new_connection",
+    "meter_inspection",
+    "meter_relocation",
+    "contract_change",
+    "ownership_transfer",
+    "reconnection",
+    "usage_purpose_change",
+)
+REQUEST_STATUSES = ("received", "in_progress", "scheduled", "completed", "cancelled", "rejected")
+
+
+class ServiceType(Base):
+    """The online electricity services a customer can request, with their fee (data, not code)."""
+
+    __tablename__ = "service_types"
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name_vi: Mapped[str] = mapped_column(String(120))
+    name_en: Mapped[str] = mapped_column(String(120))
+    fee: Mapped[int] = mapped_column(BigInteger, default=0)  # VND, VAT included; 0 = free
+    needs_existing_contract: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class TicketCounter(Base):
+    """The last ticket number handed out per prefix and day (YC20261126 -> 3 gives YC20261126003)."""
+
+    __tablename__ = "ticket_counters"
+
+    prefix: Mapped[str] = mapped_column(String(20), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class ServiceRequest(Base):
+    """A customer's request for an electricity service, tracked by its ticket id."""
+
+    __tablename__ = "service_requests"
+    __table_args__ = (
+        CheckConstraint(_in_list("status", REQUEST_STATUSES), name="status"),
+        CheckConstraint(_in_list("service_type", SERVICE_TYPES), name="service_type"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(String(20), unique=True)
+    service_type: Mapped[str] = mapped_column(ForeignKey("service_types.code"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    address: Mapped[str | None] = mapped_column(String(255))
+    contact_phone: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(Text)
+    preferred_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="received")
+    fee: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The chat that made the request hears about every change.
+    channel: Mapped[str] = mapped_column(String(20))
+    recipient_id: Mapped[str] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(5), default="vi")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ServiceRequestEvent(Base):
+    """One step of a request's history: its status, a note for the customer, who did it."""
+
+    __tablename__ = "service_request_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("service_requests.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+INCIDENT_STATUSES = ("active", "restored")
+
+
+class OutageIncident(Base):
+    """A power cut in an area: known to staff (with cause and expected restoration) or
+    assembled from customers' reports in the same ward within a time window."""
+
+    __tablename__ = "outage_incidents"
+    __table_args__ = (
+        CheckConstraint(_in_list("status", INCIDENT_STATUSES), name="status"),
+        Index("ix_outage_incidents_area", "area_key", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(20), unique=True)
+    ward: Mapped[str] = mapped_column(String(100))
+    district: Mapped[str] = mapped_column(String(100))
+    province: Mapped[str] = mapped_column(String(100))
+    area_key: Mapped[str] = mapped_column(String(120))  # diacritics-free ward name
+    cause: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(20))  # "staff" or "reports"
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expected_restore_at: Mapped[datetime | None] = mapped_column()
+    restored_at: Mapped[datetime | None] = mapped_column()
+
+
+class OutageReport(Base):
+    """A customer's report that the power is out, with the reference they were given."""
+
+    __tablename__ = "outage_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(20), unique=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("outage_incidents.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    location_text: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(20))
+    recipient_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutageSubscription(Base):
+    """A chat to tell when the incident's power is back."""
+
+    __tablename__ = "outage_subscriptions"
+    __table_args__ = (UniqueConstraint("incident_id", "channel", "recipient_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("outage_incidents.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    recipient_id: Mapped[str] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(5), default="vi")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PlannedOutage(Base):
+    """Scheduled maintenance: the power is off in an area between two times."""
+
+    __tablename__ = "planned_outages"
+    __table_args__ = (Index("ix_planned_outages_area", "area_key", "start_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ward: Mapped[str] = mapped_column(String(100))
+    district: Mapped[str] = mapped_column(String(100))
+    province: Mapped[str] = mapped_column(String(100))
+    area_key: Mapped[str] = mapped_column(String(120))
+    detail: Mapped[str] = mapped_column(String(255))  # streets or transformer stations affected
+    reason: Mapped[str] = mapped_column(String(255))
+    start_at: Mapped[datetime] = mapped_column()
+    end_at: Mapped[datetime] = mapped_column()

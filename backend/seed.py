@@ -9,16 +9,17 @@ against a database where demo bills were paid meanwhile) changes nothing that al
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.clock import today_vn, vn_datetime
+from backend.clock import today_vn, utcnow, vn_datetime
 from backend.db import session_scope
-from backend.models import Bill, Contract, Customer, Tariff
+from backend.models import Bill, Contract, Customer, ServiceType, Tariff
 from backend.periods import Period
+from backend.services.outages import Area, add_incident, add_planned_outage
 from backend.tariffs import compute_amount, load_tariff
 
 TARIFF_EFFECTIVE_FROM = date(2025, 5, 10)
@@ -226,6 +227,49 @@ async def seed_demo(today: date | None = None) -> None:
     today = today or today_vn()
     async with session_scope() as session:
         await _seed_tariffs(session)
+        await _seed_service_types(session)
         for demo in DEMO_CUSTOMERS:
             customer = await _seed_customer(session, demo)
             await _seed_bills(session, customer, demo, today)
+    await _seed_outages(today)
+
+
+# (code, Vietnamese name, English name, fee in VND with VAT, needs an existing contract).
+# The reconnection fee is demo data; each power corporation publishes its own.
+SERVICE_TYPES = (
+    ("new_connection", "Cấp điện mới", "New connection", 0, False),
+    ("meter_inspection", "Kiểm định công tơ", "Meter inspection", 0, True),
+    ("meter_relocation", "Di dời công tơ", "Meter relocation", 0, True),
+    ("contract_change", "Thay đổi thông tin hợp đồng", "Contract change", 0, True),
+    ("ownership_transfer", "Sang tên hợp đồng", "Ownership transfer", 0, True),
+    ("reconnection", "Đóng điện trở lại sau khi bị ngừng cấp điện", "Reconnection", 110_000, True),
+    ("usage_purpose_change", "Thay đổi mục đích sử dụng điện", "Change of usage purpose", 0, True),
+)
+
+
+async def _seed_service_types(session: AsyncSession) -> None:
+    for code, name_vi, name_en, fee, needs_contract in SERVICE_TYPES:
+        if await session.get(ServiceType, code) is None:
+            session.add(ServiceType(code=code, name_vi=name_vi, name_en=name_en, fee=fee, needs_existing_contract=needs_contract))
+
+
+DEMO_INCIDENT_REF = "SCDEMO0001"
+
+
+async def _seed_outages(today: date) -> None:
+    """An incident in Phường Bến Thành (power back two hours after seeding) and maintenance in
+    Phường Tân Phong tomorrow 08:00–16:00. Each is added once."""
+    await add_incident(
+        Area("Phường Bến Thành", "Quận 1", "TP. Hồ Chí Minh"),
+        cause="sự cố đường dây trung thế",
+        expected_restore_at=utcnow() + timedelta(hours=2),
+        ref=DEMO_INCIDENT_REF,
+    )
+    tomorrow = today + timedelta(days=1)
+    await add_planned_outage(
+        Area("Phường Tân Phong", "Quận 7", "TP. Hồ Chí Minh"),
+        detail="Đường Nguyễn Thị Thập, Nguyễn Văn Linh (trạm biến áp Tân Phong 3)",
+        reason="bảo trì, nâng cấp lưới điện",
+        start_at=vn_datetime(tomorrow, 8),
+        end_at=vn_datetime(tomorrow, 16),
+    )

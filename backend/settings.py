@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +19,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     """Service configuration. Secrets come from the environment only, never from files in the repo."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # hide_input_in_errors: a validation error must not echo the input, which holds secrets.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         default="sqlite+aiosqlite:///var/bot.db",
@@ -30,16 +34,68 @@ class Settings(BaseSettings):
     project_dir: Path = Field(default=PROJECT_ROOT, description="Where domain.yml and data/ live.")
     models_dir: Path | None = Field(default=None, description="Trained NLU models (default: PROJECT_DIR/models).")
     hotline: str = Field(default="1900 1006", description="Customer-care hotline shown on fallback.")
+    staff_api_token: SecretStr | None = Field(
+        default=None, description="Bearer token of the staff HTTP API (/api/...); unset = API off."
+    )
+    url_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs links the bot hands out (consumption charts); random per process when "
+        "unset, so set it when several workers serve the same links.",
+    )
     verification_max_attempts: int = 3
     verification_lock_minutes: int = 15
     lock_lifetime_seconds: float = 60.0
     log_level: str = "INFO"
     log_json: bool = False
 
+    # Payments (backend/payments). The secrets are SecretStr so that they never show in a repr,
+    # a log line or an error message.
+    payment_gateway: Literal["sandbox", "vnpay"] = Field(
+        default="sandbox",
+        description="'sandbox' (built-in test gateway, no money moves) or 'vnpay' (real VNPay).",
+    )
+    vnpay_tmn_code: str | None = Field(default=None, description="VNPay merchant (terminal) code.")
+    vnpay_hash_secret: SecretStr | None = Field(
+        default=None, description="VNPay HMAC-SHA512 secret; from the environment only."
+    )
+    vnpay_payment_url: str = "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html"
+    public_base_url: str = Field(
+        default="http://127.0.0.1:5005",
+        description="Where customers' browsers reach this service (return and sandbox pages).",
+    )
+    payment_link_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    sandbox_payment_secret: SecretStr | None = Field(
+        default=None,
+        description="Signing secret of the sandbox gateway; random per process when unset, "
+        "so it must be set when several worker processes serve the pages.",
+    )
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         if self.models_dir is None:
             self.models_dir = self.project_dir / "models"
+        return self
+
+    @model_validator(mode="after")
+    def _check_payments(self) -> Settings:
+        # Fail at startup rather than on the first customer who wants to pay.
+        if self.payment_gateway == "vnpay":
+            missing = [
+                name
+                for name, value in (
+                    ("VNPAY_TMN_CODE", self.vnpay_tmn_code),
+                    ("VNPAY_HASH_SECRET", self.vnpay_hash_secret and self.vnpay_hash_secret.get_secret_value()),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"PAYMENT_GATEWAY=vnpay needs {' and '.join(missing)} in the environment "
+                    "(the merchant code and hash secret VNPay issued), or use PAYMENT_GATEWAY=sandbox"
+                )
+        if not self.public_base_url.startswith(("http://", "https://")):
+            raise ValueError(f"PUBLIC_BASE_URL must start with http:// or https://, got {self.public_base_url!r}")
+        self.public_base_url = self.public_base_url.rstrip("/")
         return self
 
 

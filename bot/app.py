@@ -10,7 +10,10 @@ from aiohttp import web
 from backend import db
 from backend.settings import Settings, get_settings
 from bot.channels.rest import RestInput, bad_request
+from bot.charts import register_chart_routes
+from bot.payments_web import register_payment_routes
 from bot.runtime import Runtime, build_runtime
+from bot.staff_api import register_staff_api
 
 log = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -63,6 +66,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     app.router.add_get("/health", health)
+    register_staff_api(app, settings)
+    register_chart_routes(app)
+    register_payment_routes(app)
     for channel in (RestInput(),):
         channel.register(app, lambda: app[RUNTIME].agent)
     app.router.add_post("/model/parse", model_parse)

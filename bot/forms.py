@@ -78,6 +78,10 @@ async def run_form(
                 explicit_next = e.get("value")
             else:
                 slots[e["name"]] = e.get("value")
+    if explicit_next is ... and not (activating or fresh_message) and tracker.requested_slot:
+        # Back after an interruption: ask the same question again (the validation action, which
+        # may narrow the required slots, only runs on a fresh message).
+        explicit_next = tracker.requested_slot
     if explicit_next is ...:
         explicit_next = next((s for s in required if slots.get(s) is None), None)
     if explicit_next is not None:

@@ -23,13 +23,18 @@ class NLUService:
 
     @classmethod
     def load_or_train(cls, project_dir: Path, models_dir: Path, intents: set[str]) -> NLUService:
-        registry = ModelRegistry(models_dir)
-        newest = registry.newest()
-        if newest is None:
+        newest = ModelRegistry(models_dir).newest()
+        if newest is not None:
+            try:
+                model = NLUModel.load(newest)
+                log.info("loaded NLU model %s", newest.name)
+                return cls(model, intents)
+            except Exception as exc:  # corrupted, or saved by an incompatible version
+                log.error("cannot load NLU model %s (%s); training a new one", newest.name, exc)
+        else:
             log.info("no NLU model in %s; training one", models_dir)
-            newest = train(project_dir / "data", project_dir / "config.yml", models_dir)
-        log.info("loading NLU model %s", newest.name)
-        return cls(NLUModel.load(newest), intents)
+        trained = train(project_dir / "data", project_dir / "config.yml", models_dir)
+        return cls(NLUModel.load(trained), intents)
 
     def parse(self, text: str) -> dict[str, Any]:
         payload = self._parse_payload(text)

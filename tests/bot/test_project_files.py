@@ -49,7 +49,7 @@ def test_unknown_slot_type_names_the_key(project: Path) -> None:
 
 
 def test_form_with_unknown_slot_is_refused(project: Path) -> None:
-    _edit(project / "domain.yml", "      - phone\n\nactions:", "      - favourite_colour\n\nactions:")
+    _edit(project / "domain.yml", "      - customer_code\n      - phone\n", "      - customer_code\n      - favourite_colour\n")
     with pytest.raises(ConfigFileError, match=r"forms\.verify_form\.required_slots.*favourite_colour"):
         Domain.load(project / "domain.yml")
 

@@ -22,6 +22,8 @@ from bot.runtime import build_runtime
 from nlu import ModelRegistry, NLUModel
 from tests.conftest import POSTGRES_URL, PROJECT_DIR, REDIS_URL, empty_all_tables
 
+STAFF_TOKEN = "staff-test-token"
+
 
 @pytest.fixture(scope="session")
 def project_nlu(trained_models_dir: Path) -> NLUModel:
@@ -39,7 +41,13 @@ async def client(request: pytest.FixtureRequest, project_nlu: NLUModel, trained_
     db.configure(database_url)
     await empty_all_tables()
     await seed_demo()
-    settings = Settings(database_url=database_url, redis_url=redis_url, project_dir=PROJECT_DIR, models_dir=trained_models_dir)
+    settings = Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        project_dir=PROJECT_DIR,
+        models_dir=trained_models_dir,
+        staff_api_token=STAFF_TOKEN,
+    )
     runtime = build_runtime(settings, model=project_nlu)
     if redis_url:
         await runtime.endpoints.redis.flushdb()
