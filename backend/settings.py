@@ -43,6 +43,9 @@ class Settings(BaseSettings):
         "unset, so set it when several workers serve the same links.",
     )
     verification_max_attempts: int = 3
+    # Across codes from one chat, and across chats for one code (enumeration and guessing).
+    verification_chat_failures_per_hour: int = 10
+    verification_code_failures_per_hour: int = 20
     verification_lock_minutes: int = 15
     lock_lifetime_seconds: float = 60.0
     log_level: str = "INFO"

@@ -113,6 +113,28 @@ async def _lock_state(
     return _LockState(failures=failures, locked_until=locked_until)
 
 
+async def _throttled_until(
+    session: AsyncSession, channel: str, sender_id: str, code: str, now: datetime
+) -> datetime | None:
+    """Rate limits beyond one chat and one code: a chat guessing across many codes, or many
+    chats guessing one code, is slowed down for an hour from its oldest counted failure."""
+    settings = get_settings()
+    hour_ago = now - timedelta(hours=1)
+    failed = (VerificationAttempt.success.is_(False), VerificationAttempt.created_at > hour_ago)
+    for scope, limit in (
+        ((VerificationAttempt.channel == channel, VerificationAttempt.sender_id == sender_id), settings.verification_chat_failures_per_hour),
+        ((VerificationAttempt.customer_code == code,), settings.verification_code_failures_per_hour),
+    ):
+        times = list(
+            await session.scalars(
+                select(VerificationAttempt.created_at).where(*scope, *failed).order_by(VerificationAttempt.created_at.desc()).limit(limit)
+            )
+        )
+        if len(times) >= limit:
+            return times[-1] + timedelta(hours=1)
+    return None
+
+
 async def _link(
     session: AsyncSession, channel: str, sender_id: str, customer_id: int, now: datetime
 ) -> None:
@@ -165,6 +187,9 @@ async def verify_ownership(
         state = await _lock_state(session, channel, sender_id, code, now)
         if state.locked_until is not None:
             return Verification("locked", 0, state.locked_until, None)
+        throttled_until = await _throttled_until(session, channel, sender_id, code, now)
+        if throttled_until is not None:
+            return Verification("locked", 0, throttled_until, None)
 
         # Constant-time comparison: response timing must not reveal how much of a guess was right.
         matched = hmac.compare_digest(

@@ -190,3 +190,31 @@ async def test_linked_customers_in_link_order_and_unlink(seeded: date) -> None:
 async def test_naive_now_is_refused(seeded: date) -> None:
     with pytest.raises(ValueError, match="naive"):
         await verify_ownership("rest", "x", CODE, PHONE, now=datetime(2026, 11, 26, 9, 0))
+
+
+async def test_a_chat_guessing_across_many_codes_is_slowed_down(seeded: None) -> None:
+    from backend.services import accounts as service
+
+    now = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+    codes = ["PE0400012345", "PD0100234567", "PE1300056789"]
+    results = []
+    for i in range(10):
+        # Five minutes apart: no single code sees three failures within 15 minutes.
+        result = await service.verify_ownership("rest", "guesser", codes[i % 3], f"09000000{i:02d}", now=now + timedelta(minutes=5 * i))
+        results.append(result.status)
+    assert set(results) == {"wrong_phone"}
+    # Each code alone would allow more tries; the chat as a whole has used its hourly budget.
+    refused = await service.verify_ownership("rest", "guesser", "PD0100234567", "0987654321", now=now + timedelta(minutes=46))
+    assert refused.status == "locked" and refused.locked_until == now + timedelta(hours=1)
+    later = await service.verify_ownership("rest", "guesser", "PD0100234567", "0987654321", now=now + timedelta(hours=1, minutes=1))
+    assert later.status == "ok"
+
+
+async def test_many_chats_guessing_one_code_are_slowed_down(seeded: None) -> None:
+    from backend.services import accounts as service
+
+    now = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+    for i in range(20):
+        await service.verify_ownership("rest", f"bot-{i}", "PE0400012345", "0900000000", now=now)
+    blocked = await service.verify_ownership("rest", "someone-new", "PE0400012345", "0900000001", now=now + timedelta(minutes=1))
+    assert blocked.status == "locked"
