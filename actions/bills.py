@@ -11,7 +11,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.conversation import chat_key, language
 from actions.display import format_date, format_period, format_vnd, previous_period
-from actions.tariff import amount_lines
+from actions.tariff import amount_values
 from backend import signing
 from backend.services import accounts, billing
 from backend.services.accounts import CustomerInfo
@@ -103,18 +103,14 @@ async def _unpaid(dispatcher: CollectingDispatcher, customer: CustomerInfo, lang
 async def _breakdown(dispatcher: CollectingDispatcher, customer: CustomerInfo, bill: BillInfo, lang: str) -> None:
     year, month = (int(p) for p in bill.period.split("-"))
     tariff = await current_tariff(customer.tariff_code, date(year, month, 1))
-    lines, amount = amount_lines(bill.kwh, tariff, lang)
-    dispatcher.utter_message(
-        response="utter_bill_breakdown",
-        period=format_period(bill.period),
-        kwh=bill.kwh,
-        tariff=tariff.name,
-        lines=lines,
-        subtotal=format_vnd(bill.amount_before_vat, lang),
-        vat_percent=tariff.vat_percent,
-        vat=format_vnd(bill.vat_amount, lang),
-        total=format_vnd(bill.amount, lang),
-    )
+    values = amount_values(bill.kwh, tariff, lang)
+    # The bill's own figures are what the customer owes, whatever the tariff table says today.
+    values |= {
+        "subtotal": format_vnd(bill.amount_before_vat, lang),
+        "vat": format_vnd(bill.vat_amount, lang),
+        "total": format_vnd(bill.amount, lang),
+    }
+    dispatcher.utter_message(response="utter_bill_breakdown", period=format_period(bill.period), **values)
 
 
 async def _chart(dispatcher: CollectingDispatcher, customer: CustomerInfo, lang: str) -> None:

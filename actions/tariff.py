@@ -30,14 +30,24 @@ def tier_lines(tariff: TariffInfo, lang: str) -> str:
     return "\n".join(lines)
 
 
-def amount_lines(kwh: int, tariff: TariffInfo, lang: str) -> tuple[str, Any]:
+def amount_values(kwh: int, tariff: TariffInfo, lang: str) -> dict[str, Any]:
+    """The values of utter_tariff_estimate / utter_bill_breakdown: each tier, subtotal, VAT, total."""
     amount = compute_amount(kwh, tariff.tiers, tariff.vat_percent)
+    tier = "Bậc" if lang == "vi" else "Tier"
     lines = "\n".join(
-        f"• {'Bậc' if lang == 'vi' else 'Tier'} {line.tier}: {line.kwh} kWh × {format_vnd(line.price, lang)} = {format_vnd(line.amount, lang)}"
+        f"• {tier} {line.tier}: {line.kwh} kWh × {format_vnd(line.price, lang)} = {format_vnd(line.amount, lang)}"
         for line in amount.lines
         if line.kwh
     )
-    return lines, amount
+    return {
+        "kwh": kwh,
+        "tariff": tariff.name,
+        "lines": lines,
+        "subtotal": format_vnd(amount.subtotal, lang),
+        "vat_percent": tariff.vat_percent,
+        "vat": format_vnd(amount.vat, lang),
+        "total": format_vnd(amount.total, lang),
+    }
 
 
 class ActionTariffInfo(Action):
@@ -50,17 +60,7 @@ class ActionTariffInfo(Action):
         tariff = await current_tariff("business" if any(w in text for w in BUSINESS_WORDS) else "residential")
         kwh = next((e["value"] for e in tracker.latest_message.get("entities") or [] if e.get("entity") == "kwh"), None)
         if isinstance(kwh, int) and 0 <= kwh <= MAX_KWH:
-            lines, amount = amount_lines(kwh, tariff, lang)
-            dispatcher.utter_message(
-                response="utter_tariff_estimate",
-                kwh=kwh,
-                tariff=tariff.name,
-                lines=lines,
-                subtotal=format_vnd(amount.subtotal, lang),
-                vat_percent=tariff.vat_percent,
-                vat=format_vnd(amount.vat, lang),
-                total=format_vnd(amount.total, lang),
-            )
+            dispatcher.utter_message(response="utter_tariff_estimate", **amount_values(kwh, tariff, lang))
             return []
         dispatcher.utter_message(
             response="utter_tariff_table",

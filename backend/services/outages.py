@@ -137,20 +137,7 @@ async def report_outage(
                 incident = None  # an old, unconfirmed cluster: this is a new event
         known_before = incident is not None
         if incident is None:
-            prefix = f"SC{today_vn(now):%Y%m%d}"
-            incident = OutageIncident(
-                ref=f"{prefix}{await next_ticket_number(session, prefix):03d}",
-                ward=area.ward,
-                district=area.district,
-                province=area.province,
-                area_key=area.key,
-                cause=None,
-                source="reports",
-                status="active",
-                started_at=now,
-            )
-            session.add(incident)
-            await session.flush()
+            incident = await _new_incident(session, area, source="reports", started_at=now)
         customer_id = None
         if customer_code:
             customer_id = await session.scalar(select(Customer.id).where(Customer.code == normalize_customer_code(customer_code)))
@@ -240,34 +227,50 @@ async def planned_outages(area: Area | None, start: date, end: date) -> list[Pla
         return [_planned_info(r) for r in await session.scalars(query.order_by(PlannedOutage.start_at).limit(20))]
 
 
+async def _new_incident(
+    session: AsyncSession,
+    area: Area,
+    *,
+    source: str,
+    started_at: datetime,
+    cause: str | None = None,
+    expected_restore_at: datetime | None = None,
+    ref: str | None = None,
+) -> OutageIncident:
+    """A new active incident, numbered SC + date + sequence unless `ref` is given."""
+    if ref is None:
+        prefix = f"SC{today_vn(started_at):%Y%m%d}"
+        ref = f"{prefix}{await next_ticket_number(session, prefix):03d}"
+    row = OutageIncident(
+        ref=ref,
+        ward=area.ward,
+        district=area.district,
+        province=area.province,
+        area_key=area.key,
+        cause=cause,
+        source=source,
+        status="active",
+        started_at=started_at,
+        expected_restore_at=ensure_aware(expected_restore_at) if expected_restore_at else None,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
 async def add_incident(
     area: Area, *, cause: str, expected_restore_at: datetime | None, started_at: datetime | None = None, ref: str | None = None
 ) -> IncidentInfo:
     """An incident staff know about (also used by the demo seed); returns the existing one
     for `ref` if it is there already."""
-    started_at = ensure_aware(started_at)
     async with session_scope() as session:
         if ref:
             existing = await session.scalar(select(OutageIncident).where(OutageIncident.ref == ref))
             if existing is not None:
                 return await _incident_info(session, existing)
-        if ref is None:
-            prefix = f"SC{today_vn(started_at):%Y%m%d}"
-            ref = f"{prefix}{await next_ticket_number(session, prefix):03d}"
-        row = OutageIncident(
-            ref=ref,
-            ward=area.ward,
-            district=area.district,
-            province=area.province,
-            area_key=area.key,
-            cause=cause,
-            source="staff",
-            status="active",
-            started_at=started_at,
-            expected_restore_at=ensure_aware(expected_restore_at) if expected_restore_at else None,
+        row = await _new_incident(
+            session, area, source="staff", started_at=ensure_aware(started_at), cause=cause, expected_restore_at=expected_restore_at, ref=ref
         )
-        session.add(row)
-        await session.flush()
         return await _incident_info(session, row)
 
 
