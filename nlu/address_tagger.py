@@ -1,0 +1,289 @@
+"""A trained sequence tagger (CRF) for free-form address spans in chat messages.
+
+The gazetteer in `nlu.locations` knows every administrative unit, old and new, but not streets,
+house numbers, alleys or hamlets: "12 Nguyễn Trãi, quận 1", "88 Nguyễn Thị Thập Q7",
+"số 25 ngõ 10 Trần Duy Hưng". Those spans are learned here from the project's own
+`[...](location)` annotations with a linear-chain CRF (sklearn-crfsuite) over BIO tags.
+
+Token features: the lower-cased token, its diacritics-free form, shape (digit, title, upper,
+mixed like "q7"), prefixes and suffixes, whether it is a street-type word (đường, phố, ngõ, hẻm,
+số, kiệt...) or an administrative-unit word (phường, quận, huyện, xã, tp...), whether the
+gazetteer put it inside an administrative unit, and the same for the neighbouring tokens.
+
+Only the trained model's bytes are kept (a few tens of kB); the crfsuite tagger is opened from
+memory lazily, one per thread, so a pickled or joblib-saved tagger needs no files on disk.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import threading
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pycrfsuite
+import sklearn_crfsuite
+
+from nlu.normalize import strip_diacritics, unify_tone_marks
+
+# A word is letters/digits, possibly followed by combining marks (decomposed Vietnamese from
+# some keyboards); everything else that is not a space is a one-character punctuation token.
+WORD_RE = re.compile(r"(?:[^\W_]|[\u0300-\u036f])+")
+_TOKEN_RE = re.compile(r"(?:[^\W_]|[\u0300-\u036f])+|[^\w\s\u0300-\u036f]")
+
+MAX_TOKENS = 256  # longer messages are tagged on their first part only
+
+# Diacritics-free, lower case.
+STREET_WORDS = frozenset(
+    "duong pho ngo hem kiet ngach so thon ap xom khom khu lo ql quoc dai toa chung cu"
+    " street st road rd lane alley avenue ave no apt hamlet".split()
+)
+ADMIN_WORDS = frozenset(
+    "phuong p f xa quan q huyen h thi tran tx tt tp thanh tinh dac"
+    " district ward commune province city town".split()
+)
+CUE_WORDS = frozenset("o tai khu vuc dia ban vung thuoc gan quanh in at near around".split())
+
+AdminSpan = tuple[int, int, str]  # (start, end, kind); kind is "typed", "strong" or "weak"
+
+
+class Token(NamedTuple):
+    """One token of a message with offsets into the original text and two normalised forms."""
+
+    start: int
+    end: int
+    text: str
+    plain: str  # lower case, no diacritics ("đ" -> "d")
+    acc: str  # lower case, NFC, unified tone marks ("hoà" -> "hòa")
+    is_word: bool
+
+
+def _token(start: int, end: int, text: str) -> Token:
+    nfc = unicodedata.normalize("NFC", text)
+    lower = nfc.lower()
+    is_word = bool(WORD_RE.fullmatch(text))
+    return Token(start, end, text, strip_diacritics(lower), unify_tone_marks(lower) if is_word else lower, is_word)
+
+
+def tokenize(text: str, *, words_only: bool = False, limit: int | None = None) -> list[Token]:
+    """Words and punctuation with character offsets into `text` (which is not modified)."""
+    pattern = WORD_RE if words_only else _TOKEN_RE
+    found: list[Token] = []
+    for match in pattern.finditer(text):
+        found.append(_token(match.start(), match.end(), match.group(0)))
+        if limit is not None and len(found) >= limit:
+            break
+    return found
+
+
+def _shouting(text: str) -> bool:
+    """A message typed in capitals ("MẤT ĐIỆN Ở QUẬN 7"): every word would look like a name."""
+    letters = [ch for ch in text[:400] if ch.isalpha()]
+    return len(letters) >= 6 and all(ch.isupper() for ch in letters) and len(text.lower()) == len(text)
+
+
+def _shape(tok: Token) -> str:
+    text = tok.text
+    if not tok.is_word:
+        return "punct"
+    if text.isdigit():
+        return "digit"
+    if any(ch.isdigit() for ch in text):
+        return "alnum"  # "q7", "12A", "p.7" pieces
+    if text.isupper() and len(text) > 1:
+        return "upper"
+    if text[:1].isupper():
+        return "title"
+    return "lower"
+
+
+def _admin_tags(tokens: Sequence[Token], spans: Iterable[AdminSpan]) -> list[str]:
+    """Per token: "B-typed", "I-strong", ... for tokens the gazetteer matched, else "O"."""
+    tags = ["O"] * len(tokens)
+    starts = [t.start for t in tokens]
+    for start, end, kind in spans:
+        i = bisect.bisect_left(starts, start)
+        first = True
+        while i < len(tokens) and tokens[i].end <= end:
+            tags[i] = ("B-" if first else "I-") + kind
+            first = False
+            i += 1
+    return tags
+
+
+def _local(tok: Token, shape: str, admin: str) -> dict[str, Any]:
+    plain = tok.plain
+    feats: dict[str, Any] = {
+        "p": plain,
+        "shape": shape,
+        "admin": admin,
+    }
+    if tok.is_word:
+        feats["w"] = tok.acc
+        feats["pre2"] = plain[:2]
+        feats["suf2"] = plain[-2:]
+        feats["pre3"] = plain[:3]
+        feats["suf3"] = plain[-3:]
+        if tok.acc != plain:
+            feats["diac"] = True
+        if plain in STREET_WORDS:
+            feats["street"] = True
+        if plain in ADMIN_WORDS:
+            feats["adminword"] = True
+        if plain in CUE_WORDS:
+            feats["cue"] = True
+        if len(plain) <= 2:
+            feats["short"] = True
+    return feats
+
+
+def featurize(tokens: Sequence[Token], admin_tags: Sequence[str]) -> list[dict[str, Any]]:
+    """crfsuite feature dicts: the token's own features plus its two neighbours on each side."""
+    shapes = [_shape(t) for t in tokens]
+    n = len(tokens)
+    out: list[dict[str, Any]] = []
+    for i, tok in enumerate(tokens):
+        feats = {"bias": 1.0, **_local(tok, shapes[i], admin_tags[i])}
+        for offset in (-2, -1, 1, 2):
+            j = i + offset
+            if 0 <= j < n:
+                other = tokens[j]
+                feats[f"{offset}:p"] = other.plain
+                feats[f"{offset}:shape"] = shapes[j]
+                feats[f"{offset}:admin"] = admin_tags[j]
+                if other.plain in STREET_WORDS:
+                    feats[f"{offset}:street"] = True
+                if other.plain in ADMIN_WORDS:
+                    feats[f"{offset}:adminword"] = True
+                if other.plain in CUE_WORDS:
+                    feats[f"{offset}:cue"] = True
+            else:
+                feats[f"{offset}:p"] = "BOS" if j < 0 else "EOS"
+        if i > 0:
+            feats["-1:p|p"] = tokens[i - 1].plain + "|" + tok.plain
+        out.append(feats)
+    return out
+
+
+def bio_labels(tokens: Sequence[Token], spans: Iterable[tuple[int, int]]) -> list[str]:
+    """BIO tags for tokens covered by the annotated (start, end) spans."""
+    labels = ["O"] * len(tokens)
+    for start, end in spans:
+        inside = False
+        for i, tok in enumerate(tokens):
+            if tok.start >= start and tok.end <= end:
+                labels[i] = "I" if inside else "B"
+                inside = True
+    return labels
+
+
+class AddressTagger:
+    """CRF over BIO tags for address spans; `tag(text)` returns (start, end) character spans.
+
+    `admin_spans`, when given, is a function returning the gazetteer's administrative-unit
+    matches for a text; it must be a module-level function so the tagger stays picklable.
+    """
+
+    def __init__(self, model: bytes, admin_spans: Callable[[str], list[AdminSpan]] | None = None) -> None:
+        self.model = model
+        self.admin_spans = admin_spans
+        self._local = threading.local()
+
+    # -- training ----------------------------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls,
+        examples: Iterable[Any],
+        *,
+        entity: str = "location",
+        admin_spans: Callable[[str], list[AdminSpan]] | None = None,
+        c1: float = 0.05,
+        c2: float = 0.05,
+        max_iterations: int = 200,
+    ) -> AddressTagger:
+        """Train on `nlu.training_data.Example`s: their `entity` annotations are the positives,
+        every other token (including other examples with no such entity) is "O"."""
+        xs: list[list[dict[str, Any]]] = []
+        ys: list[list[str]] = []
+        for example in examples:
+            text = example.text
+            tokens = tokenize(text, limit=MAX_TOKENS)
+            if not tokens:
+                continue
+            gold = [(e["start"], e["end"]) for e in example.entities if e.get("entity") == entity]
+            admin = admin_spans(text) if admin_spans else []
+            xs.append(featurize(tokens, _admin_tags(tokens, admin)))
+            ys.append(bio_labels(tokens, gold))
+        if not any("B" in y for y in ys):
+            raise ValueError(f"no '{entity}' annotations to learn address spans from")
+        crf = sklearn_crfsuite.CRF(
+            algorithm="lbfgs", c1=c1, c2=c2, max_iterations=max_iterations, all_possible_transitions=True
+        )
+        crf.fit(xs, ys)
+        model = Path(crf.modelfile.name).read_bytes()
+        crf.modelfile.cleanup()
+        return cls(model, admin_spans)
+
+    # -- tagging -----------------------------------------------------------------------------
+
+    def _tagger(self) -> pycrfsuite.Tagger:
+        tagger = getattr(self._local, "tagger", None)
+        if tagger is None:
+            tagger = pycrfsuite.Tagger()
+            tagger.open_inmemory(self.model)
+            self._local.tagger = tagger
+        return tagger
+
+    def spans(self, text: str, admin: Sequence[AdminSpan] | None = None) -> list[tuple[int, int, float]]:
+        """(start, end, confidence) of address spans; confidence is the mean marginal probability
+        of the predicted tags. `admin` are the gazetteer matches (computed if not given)."""
+        if _shouting(text):
+            # Same length for Vietnamese letters, so offsets stay valid. The tagger then finds
+            # the units but, without capitals, often not where a street name starts.
+            text = text.lower()
+        tokens = tokenize(text, limit=MAX_TOKENS)
+        if not tokens:
+            return []
+        if admin is None:
+            admin = self.admin_spans(text) if self.admin_spans else []
+        tagger = self._tagger()
+        tagger.set(featurize(tokens, _admin_tags(tokens, admin)))
+        tags = tagger.tag()
+        found: list[tuple[int, int, float]] = []
+        i = 0
+        while i < len(tags):
+            if tags[i] == "O" or (tags[i] == "I" and not tokens[i].is_word):
+                i += 1
+                continue
+            j = i
+            while j + 1 < len(tags) and tags[j + 1] == "I":
+                j += 1
+            # Trim punctuation at the edges: "quận 1," -> "quận 1".
+            first, last = i, j
+            while first <= last and not tokens[first].is_word:
+                first += 1
+            while last >= first and not tokens[last].is_word:
+                last -= 1
+            if first <= last:
+                probs = [tagger.marginal(tags[k], k) for k in range(first, last + 1)]
+                found.append((tokens[first].start, tokens[last].end, sum(probs) / len(probs)))
+            i = j + 1
+        return found
+
+    def tag(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) character spans of the addresses in `text`."""
+        return [(start, end) for start, end, _ in self.spans(text)]
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"model": self.model, "admin_spans": self.admin_spans}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.model = state["model"]
+        self.admin_spans = state.get("admin_spans")
+        self._local = threading.local()
