@@ -1,30 +1,207 @@
-"""Turns a message into the text views the intent classifier learns from.
+"""Turns a message into the text views and the sparse feature row the intent classifier sees.
 
-Identifiers are masked ("PE0400012345" -> "zzcode") so the classifier learns that a message
-*carries* a customer code, not which one: codes and phones it never saw classify the same.
+Values are masked before anything else ("PE0400012345" -> "zzcode", "350kwh" -> "zzkwh") so the
+classifier learns that a message *carries* a customer code or an amount of electricity, not which
+one: codes and amounts it never saw classify the same. Months get a token in front of their words
+("tháng trước" -> "zzmonth tháng trước"), so "December" counts as a month without "tháng trước"
+losing what it says. `IntentFeatures` is TF-IDF over configurable (view, analyzer, n-gram)
+blocks, with a per-message fast path that bypasses scikit-learn's per-call overhead.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, NamedTuple
 
-from nlu.entities import CUSTOMER_CODE_RE, PHONE_RE, TICKET_RE
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from nlu.entities import (
+    CUSTOMER_CODE_RE,
+    KWH_RE,
+    PHONE_RE,
+    TICKET_RE,
+    SynonymMatcher,
+    extract_months,
+)
 from nlu.normalize import clean, normalize
 
-_MASKS = [(TICKET_RE, " zzticket "), (CUSTOMER_CODE_RE, " zzcode "), (PHONE_RE, " zzphone ")]
+_MASKS = [(TICKET_RE, " zzticket "), (CUSTOMER_CODE_RE, " zzcode "), (PHONE_RE, " zzphone "), (KWH_RE, " zzkwh ")]
+# Money ("500k", "1.200.000đ", "2 triệu"), clock times ("7h", "8 giờ", "6pm") and dates
+# ("15/11/2026", "20/11"): what matters is the kind of value, not the value.
+_MONEY_RE = re.compile(
+    r"(?<!\w)\d+(?:[.,]\d{3})*(?:[.,]\d+)?\s*(?:k|đ|d|vnd|vnđ|đồng|dong|tr|triệu|trieu|nghìn|nghin|ngàn|ngan)(?!\w)",
+    re.IGNORECASE,
+)
+_TIME_RE = re.compile(r"(?<!\w)\d{1,2}(?:[:h]\d{2})?\s*(?:h|giờ|gio|am|pm)(?!\w)", re.IGNORECASE)
+_DATE_RE = re.compile(r"(?<![\w/])\d{1,2}/\d{1,2}(?:/\d{2,4})?(?![\w/])")
 _NUMBER_RE = re.compile(r"\d+")
 _EMOJI_RE = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\ufe0f]")
+_ANY_DAY = date(2000, 6, 15)  # month *spans* do not depend on the day; their values do
+_MASK_TOKEN_RE = re.compile(r"\bzz[a-z]+\b")
+# Words, and the symbols of code and markup ("1=1", "<script>", "*"), which customers do not type:
+# each counts as a token that the training data never had.
+_EVIDENCE_TOKEN_RE = re.compile(r"\w+|[=*;<>{}()\[\]|\\$`^~]")
 
 
-def mask_identifiers(text: str) -> str:
+class TextViews(NamedTuple):
+    """One message as the classifier reads it; see `nlu.normalize.Normalized`."""
+
+    text: str
+    toneless: str
+    plain: str
+
+
+VIEW_NAMES = TextViews._fields
+
+
+def _replace_spans(text: str, spans: list[tuple[int, int, str]]) -> str:
+    for start, end, token in sorted(spans, reverse=True):
+        text = text[:start] + f" {token} " + text[end:]
+    return text
+
+
+def mask_values(text: str, synonyms: SynonymMatcher | None = None) -> str:
+    """Replace identifiers, amounts, months, money, times, dates and other numbers by tokens;
+    with `synonyms`, also the known surface forms of entity values ("lắp công tơ" -> zzservicetype)."""
+    if synonyms is not None:
+        found = synonyms.extract(text)
+        text = _replace_spans(text, [(e["start"], e["end"], "zz" + re.sub(r"[^a-z]", "", e["entity"].lower())) for e in found])
     for pattern, token in _MASKS:
         text = pattern.sub(token, text)
+    months = extract_months(text, _ANY_DAY)
+    # Months keep their words ("tháng trước" is how people ask for a bill) behind the token.
+    text = _replace_spans(text, [(e["start"], e["end"], "zzmonth " + text[e["start"] : e["end"]]) for e in months])
+    text = _DATE_RE.sub(" zzdate ", text)
+    text = _MONEY_RE.sub(" zzmoney ", text)
+    text = _TIME_RE.sub(" zztime ", text)
     return _NUMBER_RE.sub(" zznum ", text)
 
 
-def views(raw: str) -> tuple[str, str]:
-    """(normalised text with diacritics, diacritics-free text), identifiers masked."""
-    masked = mask_identifiers(clean(raw))
-    masked = _EMOJI_RE.sub(lambda m: " zzemoji ", masked)
-    norm = normalize(masked)
-    return norm.text, norm.plain
+def _trigrams(word: str) -> list[str]:
+    padded = f" {word} "
+    return [padded[i : i + 3] for i in range(len(padded) - 2)]
+
+
+def without_masks(text: str) -> str:
+    """The text the character blocks see: mask tokens are words, their letters mean nothing."""
+    return _MASK_TOKEN_RE.sub(" ", text)
+
+
+def views(raw: str, *, collapse: bool = True, expand: bool = True, synonyms: SynonymMatcher | None = None) -> TextViews:
+    """The three views of a message, values masked; `collapse`/`expand` as in `normalize`."""
+    masked = mask_values(clean(raw), synonyms)
+    masked = _EMOJI_RE.sub(" zzemoji ", masked)
+    norm = normalize(masked, collapse=collapse, expand=expand)
+    return TextViews(norm.text, norm.toneless, norm.plain)
+
+
+@dataclass(frozen=True)
+class FeatureBlock:
+    """One TF-IDF block: which view, word or char_wb n-grams, which n-gram lengths."""
+
+    view: str
+    analyzer: str
+    ngram_range: tuple[int, int]
+
+    def vectorizer(self) -> TfidfVectorizer:
+        if self.analyzer == "word":
+            return TfidfVectorizer(ngram_range=self.ngram_range, sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
+        # The views are lower-case already; the preprocessor only hides the mask tokens.
+        return TfidfVectorizer(analyzer=self.analyzer, ngram_range=self.ngram_range, sublinear_tf=True, preprocessor=without_masks)
+
+
+class IntentFeatures:
+    """TF-IDF over the configured blocks, stacked side by side.
+
+    `vector` featurises one message without scikit-learn's per-call validation overhead, so a
+    parse costs well under a millisecond; `matrix` is the batch form used for training and
+    evaluation, and the two agree (same analyzers, sublinear tf, idf and l2 norm per block).
+    """
+
+    def __init__(self, blocks: tuple[FeatureBlock, ...]) -> None:
+        self.blocks: list[tuple[int, TfidfVectorizer]] = [(VIEW_NAMES.index(b.view), b.vectorizer()) for b in blocks]
+        self.known_words: frozenset[str] = frozenset()
+        self.known_trigrams: frozenset[str] = frozenset()
+        self._analyzers: list[Any] | None = None
+        self._offsets: list[int] = []
+
+    def fit_matrix(self, rows: list[TextViews]) -> sparse.csr_matrix:
+        parts = [vec.fit_transform([r[view] for r in rows]) for view, vec in self.blocks]
+        self.known_words = frozenset(token for r in rows for token in _EVIDENCE_TOKEN_RE.findall(r.plain))
+        self.known_trigrams = frozenset(gram for word in self.known_words for gram in _trigrams(word))
+        self._prepare()
+        return sparse.hstack(parts, format="csr")
+
+    def coverage(self, row: TextViews) -> float:
+        """How familiar the message's tokens (plain view) are, 0.0 to 1.0; 0.0 when it has none.
+
+        A known word counts 1, an unknown word the share of its letter trigrams seen in training
+        (a typo like "thankss" keeps most of them, "asdkjh" almost none), a code symbol or an
+        unknown mask token (an emoji, when training had none) 0.
+        Gibberish, foreign scripts and code score low: the few n-grams they share with real
+        messages deserve little trust."""
+        found = _EVIDENCE_TOKEN_RE.findall(row.plain)
+        if not found:
+            return 0.0
+        total = 0.0
+        for token in found:
+            if token in self.known_words:
+                total += 1.0
+            elif not _MASK_TOKEN_RE.fullmatch(token) and (token[0].isalnum() or token[0] == "_"):
+                grams = _trigrams(token)
+                total += sum(g in self.known_trigrams for g in grams) / len(grams)
+        return total / len(found)
+
+    def matrix(self, rows: list[TextViews]) -> sparse.csr_matrix:
+        return sparse.hstack([vec.transform([r[view] for r in rows]) for view, vec in self.blocks], format="csr")
+
+    @property
+    def size(self) -> int:
+        return sum(len(vec.vocabulary_) for _, vec in self.blocks)
+
+    def _prepare(self) -> None:
+        self._analyzers = [vec.build_analyzer() for _, vec in self.blocks]
+        offset, self._offsets = 0, []
+        for _, vec in self.blocks:
+            self._offsets.append(offset)
+            offset += len(vec.vocabulary_)
+
+    def vector(self, row: TextViews) -> tuple[np.ndarray, np.ndarray]:
+        """(column indices, values) of one message's feature row."""
+        if self._analyzers is None:
+            self._prepare()
+        assert self._analyzers is not None
+        all_idx: list[np.ndarray] = []
+        all_val: list[np.ndarray] = []
+        for (view, vec), analyze, offset in zip(self.blocks, self._analyzers, self._offsets, strict=True):
+            counts: dict[int, int] = {}
+            vocabulary = vec.vocabulary_
+            for gram in analyze(row[view]):
+                index = vocabulary.get(gram)
+                if index is not None:
+                    counts[index] = counts.get(index, 0) + 1
+            if not counts:
+                continue
+            idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+            val = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * vec.idf_[idx]
+            val /= np.sqrt(np.dot(val, val))
+            all_idx.append(idx + offset)
+            all_val.append(val)
+        if not all_idx:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        return np.concatenate(all_idx), np.concatenate(all_val)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"blocks": self.blocks, "known_words": self.known_words, "known_trigrams": self.known_trigrams}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.blocks = state["blocks"]
+        # .get: a bundle of an older format unpickles far enough for `NLUModel.load` to refuse it.
+        self.known_words = state.get("known_words", frozenset())
+        self.known_trigrams = state.get("known_trigrams", frozenset())
+        self._analyzers = None
+        self._offsets = []

@@ -1,8 +1,14 @@
-"""Text normalisation for Vietnamese chat: one canonical form plus a diacritics-free view.
+"""Text normalisation for Vietnamese chat: one canonical form plus two simplified views.
 
 Customers type with and without diacritics, with decomposed Unicode from some keyboards,
-with old and new tone-mark placement ("hoà"/"hòa") and with chat abbreviations ("ko", "hđ").
-Every downstream component sees the same `Normalized` text.
+with old and new tone-mark placement ("hoà"/"hòa"), with chat abbreviations ("ko", "hđ") and
+with stretched words ("alooo", "khongggg"). Every downstream component sees the same
+`Normalized` text:
+
+* `text`: the canonical form (NFC, lower-case, unified tone marks, abbreviations expanded);
+* `toneless`: `text` without the five tone marks but with vowel quality ("tiền" -> "tiên"),
+  since many typos and some keyboards drop tones while keeping â/ê/ô/ơ/ư/ă/đ;
+* `plain`: `text` without any diacritic ("đ" -> "d"), for customers who type without them.
 """
 
 from __future__ import annotations
@@ -27,17 +33,25 @@ for first, second in (("o", "a"), ("o", "e"), ("u", "y")):
         _TONE_FIXES[first + toned_second] = _BASE_TONED[first][i] + second
 _TONE_RE = re.compile("(" + "|".join(_TONE_FIXES) + r")(?=\W|$)")
 
+# Combining grave, acute, tilde, hook above, dot below: the tones. Circumflex (U+0302), breve
+# (U+0306) and horn (U+031B) change the vowel itself and are kept by `strip_tones`.
+_TONE_MARKS = frozenset("\u0300\u0301\u0303\u0309\u0323")
+
 _TOKEN_RE = re.compile(r"\w+", re.UNICODE)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SPACE_RE = re.compile(r"\s+")
+# Three or more of the same letter: no Vietnamese or English word has that, chat stretching
+# does ("alooo", "khongggg", "hiiii"). Digits are left alone ("1000").
+_REPEAT_RE = re.compile(r"([^\W\d_])\1{2,}")
 
 
 @dataclass(frozen=True)
 class Normalized:
-    """`text`: NFC, lower-case, unified tone marks, abbreviations expanded.
-    `plain`: the same without diacritics ("đ" -> "d"), for customers who type without them."""
+    """`text`: NFC, lower-case, unified tone marks, stretched letters collapsed, abbreviations
+    expanded. `toneless`: the same without tone marks. `plain`: without any diacritic."""
 
     text: str
+    toneless: str
     plain: str
 
 
@@ -53,6 +67,17 @@ def strip_diacritics(text: str) -> str:
     """"Tiền điện" -> "Tien dien"."""
     decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
     return "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+
+
+def strip_tones(text: str) -> str:
+    """"tiền điện" -> "tiên điên": tone marks removed, vowel quality (â ê ô ơ ư ă) and đ kept."""
+    decomposed = unicodedata.normalize("NFD", text)
+    return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if ch not in _TONE_MARKS))
+
+
+def collapse_repeats(text: str) -> str:
+    """"alooo" -> "alo", "khongggg" -> "khong": a letter typed three or more times counts once."""
+    return _REPEAT_RE.sub(r"\1", text)
 
 
 @lru_cache(maxsize=1)
@@ -72,10 +97,14 @@ def unify_tone_marks(text: str) -> str:
     return _TONE_RE.sub(lambda m: _TONE_FIXES[m.group(1)], text)
 
 
-def normalize(raw: str) -> Normalized:
+def normalize(raw: str, *, collapse: bool = True, expand: bool = True) -> Normalized:
+    """The three views of a message; `collapse` / `expand` switch off the two chat-specific steps."""
     text = unify_tone_marks(clean(raw).lower())
-    text = expand_abbreviations(text)
-    return Normalized(text=text, plain=strip_diacritics(text))
+    if collapse:
+        text = collapse_repeats(text)
+    if expand:
+        text = expand_abbreviations(text)
+    return Normalized(text=text, toneless=strip_tones(text), plain=strip_diacritics(text))
 
 
 def tokens(text: str) -> list[str]:
