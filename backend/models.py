@@ -259,6 +259,10 @@ class OutboxMessage(Base):
     dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
+    # A channel worker's claim (migration 0006): while `lease_until` is in the future only the
+    # worker `claimed_by` may send the message; a worker that dies leaves a lease that expires.
+    lease_until: Mapped[datetime | None] = mapped_column()
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
 
 
 PAYMENT_PURPOSES = ("bills", "fee")
@@ -490,3 +494,136 @@ class PlannedOutage(Base):
     reason: Mapped[str] = mapped_column(String(255))
     start_at: Mapped[datetime] = mapped_column()
     end_at: Mapped[datetime] = mapped_column()
+
+
+STAFF_ROLES = ("agent", "admin")
+
+
+class StaffUser(Base):
+    """A support-staff account of the agent console; `password_hash` is an argon2 hash.
+
+    `failed_logins` and `locked_until` drive the login lockout; `last_seen_at` is refreshed by
+    the console while the agent has it open, and "an agent is online" means seen recently.
+    """
+
+    __tablename__ = "staff_users"
+    __table_args__ = (
+        CheckConstraint(_in_list("role", STAFF_ROLES), name="role"),
+        CheckConstraint("max_chats > 0", name="max_chats_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(60), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(10))
+    max_chats: Mapped[int] = mapped_column(Integer, default=3)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    last_seen_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StaffSession(Base):
+    """A logged-in console session. Only the SHA-256 of the cookie's token is stored, so a
+    leaked table does not log anyone in; `csrf_token` must accompany every state change."""
+
+    __tablename__ = "staff_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+HANDOFF_STATUSES = ("waiting", "active", "callback", "resolved", "cancelled")
+
+
+class Handoff(Base):
+    """A conversation escalated to a person.
+
+    'waiting' in the queue, 'active' once an agent claimed it (`assigned_to`), 'callback' when
+    nobody could take it (outside business hours, no agent online) and staff call back later,
+    'resolved' when handed back to the bot or closed (`resolution`), 'cancelled' when the
+    customer went back to the bot before anyone claimed it. Claiming is a conditional UPDATE
+    on status, so two agents can never both own one.
+    """
+
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        CheckConstraint(_in_list("status", HANDOFF_STATUSES), name="status"),
+        CheckConstraint("status <> 'active' OR assigned_to IS NOT NULL", name="active_has_agent"),
+        Index("ix_handoffs_conversation", "conversation_id", "status"),
+        Index("ix_handoffs_status", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(20), unique=True)
+    conversation_id: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(20))
+    recipient_id: Mapped[str] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(5), default="vi")
+    status: Mapped[str] = mapped_column(String(10), default="waiting")
+    reason: Mapped[str] = mapped_column(String(40))
+    # {"intents": [...], "customer_codes": [...], "last_bill": ..., "open_tickets": [...]}
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    last_message: Mapped[str | None] = mapped_column(Text)
+    assigned_to: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    resolution: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column()
+    closed_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HandoffNote(Base):
+    """A private note on a handoff: staff see it, the customer never does."""
+
+    __tablename__ = "handoff_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    handoff_id: Mapped[int] = mapped_column(ForeignKey("handoffs.id", ondelete="CASCADE"), index=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what in the console: logins, claims, transfers, hand-backs, closes."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_created", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    action: Mapped[str] = mapped_column(String(40))
+    handoff_id: Mapped[int | None] = mapped_column(ForeignKey("handoffs.id", ondelete="SET NULL"), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChannelToken(Base):
+    """The current OAuth tokens of a messaging platform (Zalo OA), shared by every worker.
+
+    Zalo refresh tokens are single use: whoever refreshes must store the new pair before anyone
+    uses it, and two workers must never refresh with the same token. `version` grows with every
+    refresh; a worker holding version N that finds N+1 here uses it instead of refreshing. The
+    refresh itself is claimed with a short lease (`refresh_owner`, `refresh_lease_until`) so the
+    HTTP call happens outside any database transaction. `seed_fingerprint` is the SHA-256 of the
+    refresh token the environment supplied, so a re-authorised OA (new tokens in the
+    environment) replaces the stored pair while an unchanged environment does not.
+    """
+
+    __tablename__ = "channel_tokens"
+
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    access_token: Mapped[str] = mapped_column(Text)
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    access_expires_at: Mapped[datetime | None] = mapped_column()
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    refresh_owner: Mapped[str | None] = mapped_column(String(64))
+    refresh_lease_until: Mapped[datetime | None] = mapped_column()
+    seed_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

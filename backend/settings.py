@@ -6,6 +6,7 @@ bot -> actions -> backend), and actions also run inside a plain rasa_sdk action 
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -72,6 +73,61 @@ class Settings(BaseSettings):
         description="Signing secret of the sandbox gateway; random per process when unset, "
         "so it must be set when several worker processes serve the pages.",
     )
+
+    # Messaging channels (bot/channels). A channel whose token is unset is off: its webhook
+    # answers 404 and no worker sends for it. credentials.yml may supply the same values.
+    telegram_bot_token: SecretStr | None = Field(
+        default=None, description="Telegram bot token from @BotFather; unset = Telegram off."
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret Telegram echoes in X-Telegram-Bot-Api-Secret-Token (1-256 of "
+        "A-Z a-z 0-9 _ -); webhook requests are refused while it is unset.",
+    )
+    telegram_api_base_url: str = Field(
+        default="https://api.telegram.org/bot",
+        description="PTB's base_url (the token is appended); tests point it at a local fake.",
+    )
+    zalo_app_id: str | None = Field(default=None, description="Zalo app id (developers.zalo.me).")
+    zalo_app_secret: SecretStr | None = Field(
+        default=None, description="Zalo app secret key: the secret_key header of token refreshes."
+    )
+    zalo_oa_secret_key: SecretStr | None = Field(
+        default=None, description="OA secret key that signs webhook events (X-ZEvent-Signature)."
+    )
+    zalo_access_token: SecretStr | None = Field(
+        default=None, description="OA access token (first one; later ones live in the database)."
+    )
+    zalo_refresh_token: SecretStr | None = Field(
+        default=None, description="OA refresh token (single use; the database keeps the current one)."
+    )
+    zalo_api_base_url: str = "https://openapi.zalo.me"
+    zalo_oauth_base_url: str = "https://oauth.zaloapp.com"
+    # Outgoing rate limits per process (messages per second; 0 = unlimited) and the burst a chat
+    # may use before its per-chat limit applies.
+    telegram_rate_limit: float = Field(default=30.0, ge=0)
+    telegram_chat_rate_limit: float = Field(default=1.0, ge=0)
+    zalo_rate_limit: float = Field(default=10.0, ge=0)
+    zalo_chat_rate_limit: float = Field(default=1.0, ge=0)
+    channel_chat_burst: int = Field(default=3, ge=1)
+    # The outbox worker: how often it looks for due messages when nobody woke it, how long a
+    # claim lasts before another worker may take the message over, when it gives up.
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_lease_seconds: float = Field(default=120.0, gt=0)
+    outbox_max_attempts: int = Field(default=8, ge=1)
+    webhook_dedupe_ttl_seconds: int = Field(default=2 * 24 * 3600, ge=60)
+
+    @model_validator(mode="after")
+    def _check_channels(self) -> Settings:
+        secret = self.telegram_webhook_secret and self.telegram_webhook_secret.get_secret_value()
+        if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ValueError("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        for name in ("telegram_api_base_url", "zalo_api_base_url", "zalo_oauth_base_url"):
+            if not getattr(self, name).startswith(("http://", "https://")):
+                raise ValueError(f"{name.upper()} must start with http:// or https://")
+        self.zalo_api_base_url = self.zalo_api_base_url.rstrip("/")
+        self.zalo_oauth_base_url = self.zalo_oauth_base_url.rstrip("/")
+        return self
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

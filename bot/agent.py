@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from backend.services.notifications import OutboxItem
 from bot.action_runner import ActionError, ActionRejected, ActionResult, ActionRunner
@@ -34,6 +34,18 @@ class _Outcome:
     rejected: bool = False
 
 
+class HandoffHook(Protocol):
+    """What the human-handoff console needs from a turn (see bot/console/hook.py). Both run
+    under the conversation lock; they may add events (e.g. `resume`) to the tracker."""
+
+    async def paused(self, tracker: DialogueStateTracker) -> None:
+        """This turn paused the conversation (it was escalated to a person)."""
+
+    async def paused_message(self, tracker: DialogueStateTracker, message: UserMessage) -> list[dict[str, Any]]:
+        """A message to a paused conversation: forward it to the agents, or let the customer go
+        back to the bot; returns the replies (none unless the customer went back)."""
+
+
 class Agent:
     def __init__(
         self,
@@ -50,6 +62,7 @@ class Agent:
         self.actions = actions
         self.tracker_store = tracker_store
         self.lock_store = lock_store
+        self.handoff: HandoffHook | None = None  # set by the console when the app starts
 
     # -- the turn --------------------------------------------------------------------------------
 
@@ -61,7 +74,7 @@ class Agent:
         async with self.lock_store.lock(conversation):
             stored = await self.tracker_store.retrieve(conversation)
             tracker = DialogueStateTracker(conversation, self.domain.initial_slots(), stored)
-            if self._session_expired(tracker):
+            if self._session_expired(tracker) and not tracker.paused:  # a person has it: no reset
                 self._start_session(tracker)
             parse_data = self.nlu.parse(message.text)
             tracker.update(
@@ -78,6 +91,10 @@ class Agent:
             if not tracker.paused:
                 await self._extract_slots(tracker, messages, message.channel)
                 await self._run_actions(tracker, messages, message.channel)
+                if tracker.paused and self.handoff is not None:
+                    await self.handoff.paused(tracker)
+            elif self.handoff is not None:
+                messages += await self.handoff.paused_message(tracker, message)
             await self.tracker_store.append(conversation, tracker.events[len(stored) :], len(stored))
         return messages
 
@@ -95,6 +112,8 @@ class Agent:
     def render_notification(self, item: OutboxItem) -> list[dict[str, Any]]:
         """An outbox message in the customer's language, as bot messages."""
         payload = item.payload
+        if isinstance(payload.get("message"), dict):  # a reply rendered during the turn (channels)
+            return [dict(payload["message"])]
         if payload.get("response"):
             return self.domain.render(payload["response"], {"language": item.language}, item.channel, payload.get("values") or {})
         return [{"text": str(payload.get("text", ""))}] if payload.get("text") else []

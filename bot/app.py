@@ -9,8 +9,10 @@ from aiohttp import web
 
 from backend import db
 from backend.settings import Settings, get_settings
+from bot.channels.platforms import register_platform_channels
 from bot.channels.rest import RestInput, bad_request
 from bot.charts import register_chart_routes
+from bot.console import register_console
 from bot.payments_web import register_payment_routes
 from bot.runtime import Runtime, build_runtime
 from bot.staff_api import register_staff_api
@@ -65,11 +67,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
+    register_console(app, lambda: app[RUNTIME].agent, lambda: app[RUNTIME].endpoints.redis)
     app.router.add_get("/health", health)
     register_staff_api(app, settings)
     register_chart_routes(app)
     register_payment_routes(app)
     for channel in (RestInput(),):
         channel.register(app, lambda: app[RUNTIME].agent)
+    register_platform_channels(app, settings, lambda: app[RUNTIME].agent)  # Telegram, Zalo, outbox worker
     app.router.add_post("/model/parse", model_parse)
     return app

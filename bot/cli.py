@@ -4,6 +4,8 @@
     python -m bot seed
     python -m bot serve [--host 127.0.0.1] [--port 5005]
     python -m bot shell
+    python -m bot telegram set-webhook --url URL | delete-webhook | poll
+    python -m bot staff create NAME --role agent|admin
 """
 
 from __future__ import annotations
@@ -127,6 +129,69 @@ def _cmd_shell(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_staff(args: argparse.Namespace) -> int:
+    """Create a console account; the password is prompted for (or read from stdin with
+    --password-stdin), never taken from the command line where `ps` would show it."""
+    import getpass
+
+    from backend import db
+    from backend.services.staff import StaffError, create_staff
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
+
+    async def run() -> None:
+        db.configure(get_settings().database_url)
+        try:
+            await db.require_current_schema()
+            await create_staff(args.username, password, args.role, display_name=args.name, max_chats=args.max_chats)
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    except StaffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.role} {args.username.strip().lower()} created")
+    return 0
+
+
+def _cmd_telegram(args: argparse.Namespace) -> int:
+    """Telegram: register or remove the webhook, or long-poll for local development."""
+    from telegram.error import InvalidToken, TelegramError
+
+    from bot.channels import telegram
+    from bot.channels.platforms import read_credentials, run_polling
+
+    settings = get_settings()
+    config = telegram.TelegramConfig.from_settings(settings, read_credentials(settings).get("telegram", {}))
+    try:
+        if args.telegram_command == "set-webhook":
+            asyncio.run(telegram.set_webhook(config, args.url, args.max_connections))
+            print(f"webhook set: {args.url} (secret token, updates {', '.join(telegram.ALLOWED_UPDATES)}, pending dropped)")
+        elif args.telegram_command == "delete-webhook":
+            asyncio.run(telegram.delete_webhook(config, args.drop_pending))
+            print("webhook deleted")
+        else:
+            asyncio.run(run_polling(settings, args.host, args.port))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except InvalidToken:  # its message would print the token
+        print("error: Telegram rejected TELEGRAM_BOT_TOKEN", file=sys.stderr)
+        return 1
+    except TelegramError as exc:
+        print(f"error: Telegram answered: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="EVN customer-care chatbot service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +204,28 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--port", type=int, default=5005)
     p_serve.set_defaults(func=_cmd_serve)
     sub.add_parser("shell", help="chat with the bot in the terminal").set_defaults(func=_cmd_shell)
+    p_staff = sub.add_parser("staff", help="agent console accounts")
+    staff_sub = p_staff.add_subparsers(dest="staff_command", required=True)
+    p_create = staff_sub.add_parser("create", help="create a console account (asks for the password)")
+    p_create.add_argument("username")
+    p_create.add_argument("--role", choices=["agent", "admin"], default="agent")
+    p_create.add_argument("--name", help="the name customers and colleagues see (default: the username)")
+    p_create.add_argument("--max-chats", type=int, default=3, help="conversations this agent may hold at once")
+    p_create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p_create.set_defaults(func=_cmd_staff)
+    p_tg = sub.add_parser("telegram", help="Telegram webhook registration, or long polling for development")
+    tg_sub = p_tg.add_subparsers(dest="telegram_command", required=True)
+    p_set = tg_sub.add_parser("set-webhook", help="register the webhook (secret token, allowed updates, pending dropped)")
+    p_set.add_argument("--url", required=True, help="public https URL of POST /webhooks/telegram")
+    p_set.add_argument("--max-connections", type=int, default=40)
+    p_set.set_defaults(func=_cmd_telegram)
+    p_del = tg_sub.add_parser("delete-webhook", help="remove the webhook")
+    p_del.add_argument("--drop-pending", action="store_true", help="also discard updates Telegram still holds")
+    p_del.set_defaults(func=_cmd_telegram)
+    p_poll = tg_sub.add_parser("poll", help="serve with long polling instead of the webhook (local development)")
+    p_poll.add_argument("--host", default="127.0.0.1")
+    p_poll.add_argument("--port", type=int, default=5005)
+    p_poll.set_defaults(func=_cmd_telegram)
     return parser
 
 
