@@ -1,4 +1,4 @@
-# Quick start:  make demo  (install, migrate, seed, train, serve on http://127.0.0.1:5005)
+# Quick start:  make demo  (install, train the NLU (seconds), migrate, seed, serve on http://127.0.0.1:5005)
 #               make test  (install with dev tools, run the test suite)
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,19 +16,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-.PHONY: models
-models: $(STAMP)
-	@ls models/*/meta.json >/dev/null 2>&1 || $(BIN)/python -m nlu train --data data/ --config config.yml --out models/
-
 train: $(STAMP)
 	$(BIN)/python -m nlu train --data data/ --config config.yml --out models/
 
-demo: $(STAMP) models
+demo: $(STAMP) train
 	$(BIN)/python -m bot db upgrade
 	$(BIN)/python -m bot seed
 	$(BIN)/python -m bot serve --host 127.0.0.1 --port 5005
 
-shell: $(STAMP) models
+shell: $(STAMP) train
 	$(BIN)/python -m bot db upgrade
 	$(BIN)/python -m bot seed
 	$(BIN)/python -m bot shell
