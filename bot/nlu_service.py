@@ -20,6 +20,8 @@ class NLUService:
     def __init__(self, model: NLUModel, intents: set[str]) -> None:
         self.model = model
         self.intents = intents
+        # Lookup tables (places) are built on first use: build them now, not on a customer's turn.
+        model.parse("mất điện ở phường Bến Thành quận 1")
 
     @classmethod
     def load_or_train(cls, project_dir: Path, models_dir: Path, intents: set[str]) -> NLUService:
