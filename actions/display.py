@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
+from backend.money import format_vnd
 
-def format_vnd(amount: int, lang: str) -> str:
-    """1234567 -> '1.234.567 đ' (vi) or '1,234,567 VND' (en)."""
-    grouped = f"{amount:,}"
-    return f"{grouped.replace(',', '.')} đ" if lang == "vi" else f"{grouped} VND"
+__all__ = ["format_date", "format_period", "format_vnd", "previous_period"]
 
 
 def format_period(period: str) -> str:

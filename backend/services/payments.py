@@ -39,6 +39,7 @@ from backend.clock import VN_TZ, ensure_aware
 from backend.db import read_scope, session_scope
 from backend.identifiers import normalize_customer_code
 from backend.models import Bill, Customer, Payment, PaymentLink, PaymentLinkBill
+from backend.money import format_vnd  # noqa: F401  (also used as payments.format_vnd)
 from backend.payments import (
     CallbackError,
     GatewayCallback,
@@ -149,12 +150,6 @@ class ReturnResult:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def format_vnd(amount: int, language: str) -> str:
-    """1234567 -> '1.234.567 đ' (vi) or '1,234,567 VND' (en), as the bill replies write it."""
-    grouped = f"{amount:,}"
-    return f"{grouped.replace(',', '.')} đ" if language == "vi" else f"{grouped} VND"
 
 
 def format_periods(periods: Sequence[str]) -> str:
