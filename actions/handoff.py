@@ -8,7 +8,6 @@ outside business hours or with nobody online, opens a callback ticket and keeps 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -18,6 +17,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.conversation import chat_key, chat_ref
 from actions.fallback import MISUNDERSTOOD
 from backend.services import accounts, billing, handoff, service_requests
+from backend.settings import get_settings
 
 HISTORY = 8
 REPEATS = 3
@@ -102,7 +102,7 @@ class ActionHandoff(Action):
         result = await handoff.escalate(chat_ref(tracker), tracker.sender_id, escalation_reason(turns), summary)
         if result.outcome == "callback":
             response = "utter_handoff_closed_hours" if result.why == "closed" else "utter_handoff_no_agent"
-            dispatcher.utter_message(response=response, ref=result.handoff.ref, hours=os.environ.get("HANDOFF_HOURS", "07:00-21:00"))
+            dispatcher.utter_message(response=response, ref=result.handoff.ref, hours=get_settings().handoff_hours)
             return []
         dispatcher.utter_message(response="utter_handoff_queued", ref=result.handoff.ref, position=result.position)
         return [SlotSet("repeated_request", False), ConversationPaused()]

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         description="Signs links the bot hands out (consumption charts); random per process when "
         "unset, so set it when several workers serve the same links.",
     )
+    handoff_hours: str = Field(
+        default="07:00-21:00", description="When agents work, HH:MM-HH:MM on the Viet Nam clock."
+    )
+    handoff_days: str = Field(default="0-6", description="Working days, Monday = 0, e.g. '0-4' or '0-5,6'.")
     verification_max_attempts: int = 3
     # Across codes from one chat, and across chats for one code (enumeration and guessing).
     verification_chat_failures_per_hour: int = 10

@@ -12,7 +12,6 @@ module only keeps the queue.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from backend.services import staff
 from backend.services.notifications import ChatRef
 from backend.services.service_requests import next_ticket_number
 from backend.services.staff import StaffInfo
+from backend.settings import get_settings
 
 OPEN_STATUSES = ("waiting", "active")
 RESOLUTIONS = ("solved", "handed_back", "duplicate", "no_response", "other")
@@ -119,12 +119,12 @@ def _parse_days(value: str) -> set[int]:
 
 
 def within_business_hours(now: datetime | None = None) -> bool:
-    """Whether agents work now, on the Viet Nam clock. `HANDOFF_HOURS` ('07:00-21:00') and
-    `HANDOFF_DAYS` ('0-6', Monday = 0) come from the environment, read on each call so that
-    an operator (or a test) can change them without a restart."""
+    """Whether agents work now, on the Viet Nam clock (settings `HANDOFF_HOURS`, e.g.
+    '07:00-21:00', and `HANDOFF_DAYS`, e.g. '0-6' with Monday = 0)."""
     local = (now or utcnow()).astimezone(VN_TZ)
-    begin, end = _parse_hours(os.environ.get("HANDOFF_HOURS", "07:00-21:00"))
-    days = _parse_days(os.environ.get("HANDOFF_DAYS", "0-6"))
+    settings = get_settings()
+    begin, end = _parse_hours(settings.handoff_hours)
+    days = _parse_days(settings.handoff_days)
     return local.weekday() in days and begin <= local.time().replace(tzinfo=None) <= end
 
 

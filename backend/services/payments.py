@@ -39,7 +39,7 @@ from backend.clock import VN_TZ, ensure_aware
 from backend.db import read_scope, session_scope
 from backend.identifiers import normalize_customer_code
 from backend.models import Bill, Customer, Payment, PaymentLink, PaymentLinkBill
-from backend.money import format_vnd  # noqa: F401  (also used as payments.format_vnd)
+from backend.money import format_vnd
 from backend.payments import (
     CallbackError,
     GatewayCallback,

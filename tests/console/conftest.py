@@ -4,7 +4,7 @@ logged in through the login form, each with a cookie jar of their own."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestClient
 
 from backend.services import staff
+from backend.settings import get_settings
 from tests.e2e.conftest import client, project_nlu  # noqa: F401 - fixtures reused here
 
 PASSWORD = "mat-khau-dai-2026"
@@ -19,10 +20,14 @@ CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture(autouse=True)
-def business_hours(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Agents work around the clock in tests unless a test says otherwise."""
+def business_hours(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Agents work around the clock in tests unless a test says otherwise (then it sets the
+    variable and calls `get_settings.cache_clear()`)."""
     monkeypatch.setenv("HANDOFF_HOURS", "00:00-24:00")
     monkeypatch.setenv("HANDOFF_DAYS", "0-6")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 class Agent:

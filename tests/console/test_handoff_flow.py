@@ -9,6 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from backend.services import handoff, staff
+from backend.settings import get_settings
 from tests.console.conftest import outbox_texts
 from tests.e2e.conftest import Chat
 
@@ -83,6 +84,7 @@ async def test_nobody_online_gives_a_callback_ticket_and_the_bot_keeps_helping(c
 async def test_outside_business_hours_gives_a_callback_ticket(client: TestClient, make_agent, monkeypatch: pytest.MonkeyPatch) -> None:
     await make_agent("lan")
     monkeypatch.setenv("HANDOFF_DAYS", "")  # no working day at all
+    get_settings.cache_clear()
     chat = Chat(client, "khach-6")
     assert "ngoài giờ làm việc" in await chat.say("/talk_to_human")
     assert "Xin chào" in await chat.say("xin chào")

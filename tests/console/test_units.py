@@ -9,6 +9,7 @@ import pytest
 
 from actions.handoff import escalation_reason
 from backend.services.handoff import within_business_hours
+from backend.settings import get_settings
 from bot.console.conversation import transcript_lines
 from bot.console.hook import wants_the_bot
 from bot.console.views import expand_canned
@@ -57,6 +58,7 @@ def test_transcript_has_intents_bot_and_agent_lines() -> None:
 def test_business_hours_on_the_vietnam_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HANDOFF_HOURS", "08:00-17:00")
     monkeypatch.setenv("HANDOFF_DAYS", "0-4")
+    get_settings.cache_clear()
     # 2026-11-26 is a Thursday; 02:00 UTC is 09:00 in Viet Nam
     assert within_business_hours(datetime(2026, 11, 26, 2, 0, tzinfo=UTC))
     assert not within_business_hours(datetime(2026, 11, 26, 11, 0, tzinfo=UTC))  # 18:00
