@@ -33,14 +33,6 @@ def _location_texts(tracker: Tracker) -> list[str]:
     return [*texts, str(message.get("text") or "")]
 
 
-async def _area_from(texts: list[str]) -> Area | None:
-    for text in texts:
-        area = await outages.find_area(text)
-        if area is not None:
-            return area
-    return None
-
-
 async def _linked_area(tracker: Tracker) -> tuple[Area | None, str | None]:
     channel, sender = chat_key(tracker)
     linked = await accounts.linked_customers(channel, sender)
@@ -56,7 +48,7 @@ class ActionReportOutage(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
         lang = language(tracker)
         given = tracker.get_slot("outage_location")
-        area = await _area_from([given] if given else _location_texts(tracker))
+        area = await outages.find_area(*([given] if given else _location_texts(tracker)))
         linked_area, code = await _linked_area(tracker)
         if area is None and not given:
             area = linked_area
@@ -112,7 +104,7 @@ class ActionOutageSchedule(Action):
         text = str(tracker.latest_message.get("text") or "")
         day = parse_date(text, today)
         start, end = (day, day) if day and day >= today else (today, today + timedelta(days=7))
-        area = await _area_from(_location_texts(tracker))
+        area = await outages.find_area(*_location_texts(tracker))
         if area is None:
             area, _ = await _linked_area(tracker)
         where = (f" tại {area.ward}, {area.district}" if lang == "vi" else f" in {area.ward}, {area.district}") if area else ""

@@ -96,10 +96,15 @@ async def known_areas() -> list[Area]:
         return [Area(*r) for r in sorted(rows)]
 
 
-async def find_area(text: str) -> Area | None:
-    """The known ward that free text names, if exactly one does."""
-    matches = [a for a in await known_areas() if mentions_area(text, a.ward, a.district)]
-    return matches[0] if len({m.key for m in matches}) == 1 else None
+async def find_area(*texts: str) -> Area | None:
+    """The known ward named by the first text that names exactly one; the known areas are
+    read once for all the texts."""
+    areas = await known_areas()
+    for text in texts:
+        matches = [a for a in areas if mentions_area(text, a.ward, a.district)]
+        if len({m.key for m in matches}) == 1:
+            return matches[0]
+    return None
 
 
 async def customer_area(customer_code: str) -> Area | None:

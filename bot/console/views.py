@@ -211,6 +211,16 @@ def _owner(info: HandoffInfo, me: StaffInfo) -> bool:
     return info.status == "active" and (info.assigned_to == me.id or me.is_admin)
 
 
+async def _owned(request: web.Request) -> HandoffInfo | web.Response:
+    """The conversation of the URL if the signed-in staff member handles it (or is an admin)."""
+    info = await _visible(request)
+    if isinstance(info, web.Response):
+        return info
+    if not _owner(info, auth.current_staff(request)):
+        return auth.deny(request, 403, "forbidden")
+    return info
+
+
 async def claim(request: web.Request) -> web.Response:
     # Not `_visible`: a conversation someone else just claimed is "taken" (409), not forbidden.
     info = await handoff.get_handoff(int(request.match_info["id"])) if request.match_info["id"].isdigit() else None
@@ -248,12 +258,10 @@ async def transfer(request: web.Request) -> web.Response:
 
 
 async def reply(request: web.Request) -> web.Response:
-    info = await _visible(request)
+    info = await _owned(request)
     if isinstance(info, web.Response):
         return info
     me = auth.current_staff(request)
-    if not _owner(info, me):
-        return auth.deny(request, 403, "forbidden")
     console = request.app[CONSOLE]
     text = expand_canned((await _form(request)).get("text", "").strip(), console.canned, info.language)
     if not text or len(text) > MAX_TEXT:
@@ -304,12 +312,10 @@ async def close(request: web.Request) -> web.Response:
 
 
 async def payment_link(request: web.Request) -> web.Response:
-    info = await _visible(request)
+    info = await _owned(request)
     if isinstance(info, web.Response):
         return info
     me = auth.current_staff(request)
-    if not _owner(info, me):
-        return auth.deny(request, 403, "forbidden")
     code = (await _form(request)).get("code", "").strip().upper()
     # Only a code this chat has proved it owns: the same rule as the bot's.
     if not await accounts.is_linked(info.channel, info.conversation_id, code):
