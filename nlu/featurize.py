@@ -4,13 +4,18 @@ Values are masked before anything else ("PE0400012345" -> "zzcode", "350kwh" -> 
 classifier learns that a message *carries* a customer code or an amount of electricity, not which
 one: codes and amounts it never saw classify the same. Months get a token in front of their words
 ("tháng trước" -> "zzmonth tháng trước"), so "December" counts as a month without "tháng trước"
-losing what it says. `IntentFeatures` is TF-IDF over configurable (view, analyzer, n-gram)
-blocks, with a per-message fast path that bypasses scikit-learn's per-call overhead.
+losing what it says. Place names and addresses the location extractor finds become one token
+("mất điện ở Ninh Kiều, Cần Thơ" -> "mất điện ở zzlocation"): a bare "Bình Dương" is an answer
+(`inform`) like the few place names in training, whichever of the thousands of places it is.
+`IntentFeatures` is TF-IDF over configurable, weighted (view, analyzer, n-gram) blocks, word
+pairs with a word or two between them among the analyzers, with a per-message fast path that
+bypasses scikit-learn's per-call overhead.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, NamedTuple
@@ -27,7 +32,7 @@ from nlu.entities import (
     SynonymMatcher,
     extract_months,
 )
-from nlu.normalize import clean, normalize
+from nlu.normalize import clean, normalize, stem_english
 
 _MASKS = [(TICKET_RE, " zzticket "), (CUSTOMER_CODE_RE, " zzcode "), (PHONE_RE, " zzphone "), (KWH_RE, " zzkwh ")]
 # Money ("500k", "1.200.000đ", "2 triệu"), clock times ("7h", "8 giờ", "6pm") and dates
@@ -45,14 +50,17 @@ _MASK_TOKEN_RE = re.compile(r"\bzz[a-z]+\b")
 # Words, and the symbols of code and markup ("1=1", "<script>", "*"), which customers do not type:
 # each counts as a token that the training data never had.
 _EVIDENCE_TOKEN_RE = re.compile(r"\w+|[=*;<>{}()\[\]|\\$`^~]")
+_WORD_RE = re.compile(r"(?u)\b\w+\b")
 
 
 class TextViews(NamedTuple):
-    """One message as the classifier reads it; see `nlu.normalize.Normalized`."""
+    """One message as the classifier reads it; see `nlu.normalize.Normalized`. `stems`: `plain`
+    with English inflections stripped ("bills" -> "bill"), see `nlu.normalize.stem_english`."""
 
     text: str
     toneless: str
     plain: str
+    stems: str
 
 
 VIEW_NAMES = TextViews._fields
@@ -64,9 +72,12 @@ def _replace_spans(text: str, spans: list[tuple[int, int, str]]) -> str:
     return text
 
 
-def mask_values(text: str, synonyms: SynonymMatcher | None = None) -> str:
+def mask_values(text: str, synonyms: SynonymMatcher | None = None, places: Sequence[tuple[int, int]] = ()) -> str:
     """Replace identifiers, amounts, months, money, times, dates and other numbers by tokens;
-    with `synonyms`, also the known surface forms of entity values ("lắp công tơ" -> zzservicetype)."""
+    with `synonyms`, also the known surface forms of entity values ("lắp công tơ" -> zzservicetype);
+    `places` (character spans of `text`) become zzlocation, whatever the place."""
+    if places:
+        text = _replace_spans(text, [(start, end, "zzlocation") for start, end in places])
     if synonyms is not None:
         found = synonyms.extract(text)
         text = _replace_spans(text, [(e["start"], e["end"], "zz" + re.sub(r"[^a-z]", "", e["entity"].lower())) for e in found])
@@ -91,25 +102,50 @@ def without_masks(text: str) -> str:
     return _MASK_TOKEN_RE.sub(" ", text)
 
 
-def views(raw: str, *, collapse: bool = True, expand: bool = True, synonyms: SynonymMatcher | None = None) -> TextViews:
-    """The three views of a message, values masked; `collapse`/`expand` as in `normalize`."""
-    masked = mask_values(clean(raw), synonyms)
+def views(
+    raw: str,
+    *,
+    collapse: bool = True,
+    expand: bool = True,
+    synonyms: SynonymMatcher | None = None,
+    places: Sequence[tuple[int, int]] = (),
+) -> TextViews:
+    """The four views of a message, values masked; `collapse`/`expand` as in `normalize`;
+    `places` are spans of `clean(raw)` naming a location."""
+    masked = mask_values(clean(raw), synonyms, places)
     masked = _EMOJI_RE.sub(" zzemoji ", masked)
     norm = normalize(masked, collapse=collapse, expand=expand)
-    return TextViews(norm.text, norm.toneless, norm.plain)
+    return TextViews(norm.text, norm.toneless, norm.plain, stem_english(norm.plain))
+
+
+class WordPairs:
+    """The analyzer of `word_pairs` blocks: two words with `low - 1` to `high - 1` words between
+    them ("boost ... credit", "bill ... wrong"): what a phrase means when filler words vary."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
+
+    def __call__(self, text: str) -> list[str]:
+        words = _WORD_RE.findall(text)
+        return [f"{words[i]} _ {words[j]}" for i in range(len(words)) for j in range(i + self.low, min(len(words), i + self.high + 1))]
+
 
 
 @dataclass(frozen=True)
 class FeatureBlock:
-    """One TF-IDF block: which view, word or char_wb n-grams, which n-gram lengths."""
+    """One TF-IDF block: which view, word / char_wb / char n-grams or word_pairs, which n-gram
+    lengths (for word_pairs: distances between the two words), and the block's weight."""
 
     view: str
     analyzer: str
     ngram_range: tuple[int, int]
+    weight: float = 1.0
 
     def vectorizer(self) -> TfidfVectorizer:
         if self.analyzer == "word":
             return TfidfVectorizer(ngram_range=self.ngram_range, sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
+        if self.analyzer == "word_pairs":
+            return TfidfVectorizer(analyzer=WordPairs(*self.ngram_range), sublinear_tf=True)
         # The views are lower-case already; the preprocessor only hides the mask tokens.
         return TfidfVectorizer(analyzer=self.analyzer, ngram_range=self.ngram_range, sublinear_tf=True, preprocessor=without_masks)
 
@@ -124,13 +160,14 @@ class IntentFeatures:
 
     def __init__(self, blocks: tuple[FeatureBlock, ...]) -> None:
         self.blocks: list[tuple[int, TfidfVectorizer]] = [(VIEW_NAMES.index(b.view), b.vectorizer()) for b in blocks]
+        self.weights: list[float] = [b.weight for b in blocks]
         self.known_words: frozenset[str] = frozenset()
         self.known_trigrams: frozenset[str] = frozenset()
         self._analyzers: list[Any] | None = None
         self._offsets: list[int] = []
 
     def fit_matrix(self, rows: list[TextViews]) -> sparse.csr_matrix:
-        parts = [vec.fit_transform([r[view] for r in rows]) for view, vec in self.blocks]
+        parts = [w * vec.fit_transform([r[view] for r in rows]) for (view, vec), w in zip(self.blocks, self.weights, strict=True)]
         self.known_words = frozenset(token for r in rows for token in _EVIDENCE_TOKEN_RE.findall(r.plain))
         self.known_trigrams = frozenset(gram for word in self.known_words for gram in _trigrams(word))
         self._prepare()
@@ -157,7 +194,8 @@ class IntentFeatures:
         return total / len(found)
 
     def matrix(self, rows: list[TextViews]) -> sparse.csr_matrix:
-        return sparse.hstack([vec.transform([r[view] for r in rows]) for view, vec in self.blocks], format="csr")
+        blocks = zip(self.blocks, self.weights, strict=True)
+        return sparse.hstack([w * vec.transform([r[view] for r in rows]) for (view, vec), w in blocks], format="csr")
 
     @property
     def size(self) -> int:
@@ -177,7 +215,7 @@ class IntentFeatures:
         assert self._analyzers is not None
         all_idx: list[np.ndarray] = []
         all_val: list[np.ndarray] = []
-        for (view, vec), analyze, offset in zip(self.blocks, self._analyzers, self._offsets, strict=True):
+        for (view, vec), weight, analyze, offset in zip(self.blocks, self.weights, self._analyzers, self._offsets, strict=True):
             counts: dict[int, int] = {}
             vocabulary = vec.vocabulary_
             for gram in analyze(row[view]):
@@ -188,7 +226,7 @@ class IntentFeatures:
                 continue
             idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
             val = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * vec.idf_[idx]
-            val /= np.sqrt(np.dot(val, val))
+            val *= weight / np.sqrt(np.dot(val, val))
             all_idx.append(idx + offset)
             all_val.append(val)
         if not all_idx:
@@ -196,10 +234,11 @@ class IntentFeatures:
         return np.concatenate(all_idx), np.concatenate(all_val)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"blocks": self.blocks, "known_words": self.known_words, "known_trigrams": self.known_trigrams}
+        return {"blocks": self.blocks, "weights": self.weights, "known_words": self.known_words, "known_trigrams": self.known_trigrams}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.blocks = state["blocks"]
+        self.weights = state.get("weights", [1.0] * len(self.blocks))
         # .get: a bundle of an older format unpickles far enough for `NLUModel.load` to refuse it.
         self.known_words = state.get("known_words", frozenset())
         self.known_trigrams = state.get("known_trigrams", frozenset())

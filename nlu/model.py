@@ -39,9 +39,10 @@ from nlu.training_data import TrainingData
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 FALLBACK_INTENT = "nlu_fallback"
 MAX_PARSE_CHARS = 2000  # longer texts are classified on their first part; entities on all of it
-MODEL_FORMAT = 3  # bumped when the pickled bundle changes shape; older bundles are refused
+MODEL_FORMAT = 4  # bumped when the pickled bundle changes shape; older bundles are refused
 # From this many examples, calibration uses at most LARGE_DATA_FOLDS folds, run in two processes:
-# one temperature needs few out-of-fold scores, and CLINC150's 15,000 then train in well under a minute.
+# one temperature needs few out-of-fold scores, and CLINC150's 15,000 then train in about a minute
+# (the joint multi-class SVM costs about three times one-vs-rest there; 3 s on the project data).
 LARGE_DATA = 5000
 LARGE_DATA_FOLDS = 3
 
@@ -50,7 +51,8 @@ DEFAULT_FEATURES: tuple[FeatureBlock, ...] = (
     FeatureBlock("plain", "char_wb", (1, 4)),
 )
 CLASSIFIERS = ("svm", "logistic")
-ANALYZERS = ("word", "char_wb", "char")
+ANALYZERS = ("word", "char_wb", "char", "word_pairs")
+MULTI_CLASS = ("ovr", "crammer_singer")
 
 
 class ConfigError(ValueError):
@@ -63,9 +65,12 @@ class PipelineConfig:
 
     VietnameseNormalizer: collapse_repeats, expand_abbreviations.
     EntitySynonymMapper: mask_for_intents (the classifier sees "zzservicetype", not the name).
-    TfidfFeaturizer: features, a list of {view: text|toneless|plain, analyzer: word|char_wb|char,
-        ngram_range: [min, max]}.
-    LinearIntentClassifier: classifier (svm|logistic), C, class_weight (null|balanced),
+    LocationExtractor: mask_for_intents (the classifier sees "zzlocation", not the place).
+    TfidfFeaturizer: features, a list of {view: text|toneless|plain|stems, analyzer:
+        word|char_wb|char|word_pairs, ngram_range: [min, max], weight (optional, default 1)};
+        for word_pairs the range is how far apart the two words are.
+    LinearIntentClassifier: classifier (svm|logistic), multi_class (ovr|crammer_singer, svm
+        only: one-vs-rest or one joint multi-class SVM), C, class_weight (null|balanced),
         fit_intercept, calibration_folds (0: raw softmax of the scores, else k-fold temperature
         scaling), unknown_word_discount (0: off), ranking_length.
     TfidfIntentClassifier (older configs): the same keys plus word_ngrams and char_ngrams.
@@ -78,8 +83,10 @@ class PipelineConfig:
     collapse_repeats: bool = True
     expand_abbreviations: bool = True
     mask_synonyms: bool = True
+    mask_locations: bool = False
     features: tuple[FeatureBlock, ...] = DEFAULT_FEATURES
     classifier: str = "svm"
+    multi_class: str = "ovr"
     C: float = 1.0
     class_weight: str | None = None
     fit_intercept: bool = True
@@ -148,8 +155,8 @@ def _feature_blocks(value: Any) -> tuple[FeatureBlock, ...]:
         raise ValueError("expected a non-empty list of {view, analyzer, ngram_range}")
     blocks = []
     for i, item in enumerate(value):
-        if not isinstance(item, dict) or set(item) != {"view", "analyzer", "ngram_range"}:
-            raise ValueError(f"features[{i}] needs exactly view, analyzer and ngram_range, got {item!r}")
+        if not isinstance(item, dict) or not {"view", "analyzer", "ngram_range"} <= set(item) <= {"view", "analyzer", "ngram_range", "weight"}:
+            raise ValueError(f"features[{i}] needs view, analyzer, ngram_range and optionally weight, got {item!r}")
         if item["view"] not in VIEW_NAMES:
             raise ValueError(f"features[{i}].view must be one of {', '.join(VIEW_NAMES)}, got {item['view']!r}")
         if item["analyzer"] not in ANALYZERS:
@@ -158,7 +165,11 @@ def _feature_blocks(value: Any) -> tuple[FeatureBlock, ...]:
             ngrams = _ngram_range(item["ngram_range"])
         except ValueError as exc:
             raise ValueError(f"features[{i}].ngram_range: {exc}") from None
-        blocks.append(FeatureBlock(item["view"], item["analyzer"], ngrams))
+        try:
+            weight = _positive(item.get("weight", 1.0))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"features[{i}].weight: {exc}") from None
+        blocks.append(FeatureBlock(item["view"], item["analyzer"], ngrams, weight))
     return tuple(blocks)
 
 
@@ -175,6 +186,10 @@ def _classifier(config: PipelineConfig, key: str, value: Any) -> PipelineConfig:
         if value not in CLASSIFIERS:
             raise ValueError(f"must be one of {', '.join(CLASSIFIERS)}, got {value!r}")
         return replace(config, classifier=value)
+    if key == "multi_class":
+        if value not in MULTI_CLASS:
+            raise ValueError(f"must be one of {', '.join(MULTI_CLASS)}, got {value!r}")
+        return replace(config, multi_class=value)
     if key == "C":
         return replace(config, C=_positive(value))
     if key == "class_weight":
@@ -213,14 +228,19 @@ def _synonym_mapper(config: PipelineConfig, key: str, value: Any) -> PipelineCon
     return replace(config, mask_synonyms=_bool(value))
 
 
+def _location_extractor(config: PipelineConfig, key: str, value: Any) -> PipelineConfig:
+    return replace(config, mask_locations=_bool(value))
+
+
 def _accept(config: PipelineConfig, key: str, value: Any) -> PipelineConfig:
     return config
 
 
-_CLASSIFIER_KEYS = {"classifier", "C", "class_weight", "fit_intercept", "calibration_folds", "unknown_word_discount", "ranking_length"}
+_CLASSIFIER_KEYS = {"classifier", "multi_class", "C", "class_weight", "fit_intercept", "calibration_folds", "unknown_word_discount", "ranking_length"}
 _PARAMETERS: dict[str, set[str]] = {
     "VietnameseNormalizer": {"collapse_repeats", "expand_abbreviations"},
     "EntitySynonymMapper": {"mask_for_intents"},
+    "LocationExtractor": {"mask_for_intents"},
     "TfidfFeaturizer": {"features"},
     "LinearIntentClassifier": _CLASSIFIER_KEYS,
     "TfidfIntentClassifier": _CLASSIFIER_KEYS | {"word_ngrams", "char_ngrams"},
@@ -237,6 +257,7 @@ _COMPONENTS = {
     "RegexEntityExtractor": _accept,
     "MonthExtractor": _accept,
     "EntitySynonymMapper": _synonym_mapper,
+    "LocationExtractor": _location_extractor,
 }
 
 
@@ -254,7 +275,9 @@ def build_classifier(config: PipelineConfig, labels: list[str]) -> ClassifierMix
     and by LARGE_DATA_FOLDS on large data.
     """
     if config.classifier == "svm":
-        base: ClassifierMixin = LinearSVC(C=config.C, class_weight=config.class_weight, fit_intercept=config.fit_intercept)
+        base: ClassifierMixin = LinearSVC(
+            C=config.C, multi_class=config.multi_class, class_weight=config.class_weight, fit_intercept=config.fit_intercept
+        )
     else:
         base = LogisticRegression(C=config.C, class_weight=config.class_weight, fit_intercept=config.fit_intercept, max_iter=3000)
     large = len(labels) >= LARGE_DATA
@@ -332,12 +355,12 @@ class NLUModel:
                     entity_of_value[str(ent["value"])] = ent["entity"]
         matcher = SynonymMatcher(dict(data.synonyms), entity_of_value)
         masker = matcher if config.mask_synonyms else None
+        locations = LocationExtractor.train(data)
         features = IntentFeatures(config.features)
-        matrix = features.fit_matrix([cls._views(config, e.text, masker) for e in data.examples])
+        matrix = features.fit_matrix([cls._views(config, e.text, masker, locations) for e in data.examples])
         labels = [e.intent for e in data.examples]
         classifier = build_classifier(config, labels)
         classifier.fit(matrix, labels)
-        locations = LocationExtractor.train(data)
         now = datetime.now(VN_TZ)
         fingerprint = data_fingerprint(data, config)
         meta = ModelMeta(
@@ -352,17 +375,31 @@ class NLUModel:
         return cls(features, classifier, config, matcher, meta, locations)
 
     @staticmethod
-    def _views(config: PipelineConfig, text: str, synonyms: SynonymMatcher | None) -> TextViews:
-        return views(text[:MAX_PARSE_CHARS], collapse=config.collapse_repeats, expand=config.expand_abbreviations, synonyms=synonyms)
+    def _views(
+        config: PipelineConfig,
+        text: str,
+        synonyms: SynonymMatcher | None,
+        locations: LocationExtractor | None,
+        places: list[dict[str, Any]] | None = None,
+    ) -> TextViews:
+        """The classifier's views of `text`; `places`: location entities of `clean(text)` when
+        the caller has them already (parse), else the extractor is asked if the config masks them."""
+        text = clean(text)[:MAX_PARSE_CHARS]
+        spans: list[tuple[int, int]] = []
+        if config.mask_locations and locations is not None:
+            found = locations.extract(text) if places is None else places
+            spans = [(e["start"], e["end"]) for e in found if e["end"] <= len(text)]
+        return views(text, collapse=config.collapse_repeats, expand=config.expand_abbreviations, synonyms=synonyms, places=spans)
 
-    def _message_views(self, text: str) -> TextViews:
-        return self._views(self.config, text, self.synonyms if self.config.mask_synonyms else None)
+    def _message_views(self, text: str, places: list[dict[str, Any]] | None = None) -> TextViews:
+        return self._views(self.config, text, self.synonyms if self.config.mask_synonyms else None, self.locations, places)
 
     # -- parsing -----------------------------------------------------------------------------
 
-    def probabilities(self, text: str) -> np.ndarray:
-        """Intent probabilities of one message, in `self.classes` order (the fast path)."""
-        row = self._message_views(text)
+    def probabilities(self, text: str, places: list[dict[str, Any]] | None = None) -> np.ndarray:
+        """Intent probabilities of one message, in `self.classes` order (the fast path);
+        `places`: the location entities of `text` if already extracted."""
+        row = self._message_views(text, places)
         idx, val = self.features.vector(row)
         scores = self._bias + val @ self._weights[idx] if len(idx) else self._bias.copy()
         if scores.shape[0] == 1:  # two intents: scikit-learn keeps one column for the second
@@ -392,17 +429,20 @@ class NLUModel:
         weight = (coverage ** self.config.unknown_word_discount)[:, None]
         return weight * probabilities + (1.0 - weight) / probabilities.shape[1]
 
-    def rank(self, text: str) -> list[tuple[str, float]]:
-        probabilities = self.probabilities(text)
+    def rank(self, text: str, places: list[dict[str, Any]] | None = None) -> list[tuple[str, float]]:
+        probabilities = self.probabilities(text, places)
         order = np.argsort(probabilities)[::-1]
         return [(self.classes[i], float(probabilities[i])) for i in order]
 
-    def entities(self, text: str, today: date | None = None) -> list[dict[str, Any]]:
+    def entities(self, text: str, today: date | None = None, places: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """All entities of `text`; `places`: its location entities if already extracted."""
         today = today or datetime.now(VN_TZ).date()
         found = extract_identifiers(text)
-        if self.locations is not None:
+        if places is None and self.locations is not None:
+            places = self.locations.extract(text)
+        if places:
             # Before months: "đường 3 tháng 2" is a street, not February.
-            found += [e for e in self.locations.extract(text) if not _overlaps(e, found)]
+            found += [e for e in places if not _overlaps(e, found)]
         found += [e for e in extract_months(text, today) if not _overlaps(e, found)]
         found += [e for e in extract_kwh(text) if not _overlaps(e, found)]
         found += [e for e in self.synonyms.extract(text) if not _overlaps(e, found)]
@@ -415,7 +455,9 @@ class NLUModel:
         cleaned = clean(text)
         if not cleaned:
             return {"text": cleaned, "intent": {"name": FALLBACK_INTENT, "confidence": 1.0}, "entities": [], "intent_ranking": []}
-        ranking = self.rank(cleaned)
+        # Extracted once: the classifier may mask them, and they are entities of the result.
+        places = self.locations.extract(cleaned) if self.locations is not None else []
+        ranking = self.rank(cleaned, places)
         top_name, top_conf = ranking[0]
         ranking_out = [{"name": n, "confidence": round(c, 4)} for n, c in ranking[: self.config.ranking_length]]
         intent = {"name": top_name, "confidence": round(top_conf, 4)}
@@ -424,7 +466,7 @@ class NLUModel:
             # a ranking that stays sorted and within ranking_length.
             intent = {"name": FALLBACK_INTENT, "confidence": round(self.config.fallback_threshold, 4)}
             ranking_out = [dict(intent), *ranking_out[: self.config.ranking_length - 1]]
-        return {"text": cleaned, "intent": intent, "entities": self.entities(cleaned, today), "intent_ranking": ranking_out}
+        return {"text": cleaned, "intent": intent, "entities": self.entities(cleaned, today, places), "intent_ranking": ranking_out}
 
     # -- persistence -------------------------------------------------------------------------
 

@@ -109,3 +109,33 @@ def normalize(raw: str, *, collapse: bool = True, expand: bool = True) -> Normal
 
 def tokens(text: str) -> list[str]:
     return _TOKEN_RE.findall(text)
+
+
+# English inflections, stripped for the `stems` view so "bills", "billed" and "billing" count as
+# one word. Vietnamese is untouched: no Vietnamese syllable ends in -s, -ed or -ing, and none
+# ending in -e is longer than four letters ("nghe", "khoe"). Mask tokens ("zzcode") are kept.
+_ENGLISH_WORD_RE = re.compile(r"\b(?!zz)[a-z]{4,}\b")
+
+
+def _stem(word: str) -> str:
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith("sses"):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    for suffix in ("ing", "ed"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            if word[-1] == word[-2] and word[-1] not in "lsz":  # "stopped" -> "stop"
+                word = word[:-1]
+            break
+    if word.endswith("e") and len(word) > 4:  # "charge", "charged" -> "charg"
+        word = word[:-1]
+    return word
+
+
+def stem_english(text: str) -> str:
+    """"paid bills, billing" -> "paid bill, bill": a light suffix stripper for English words of
+    the diacritics-free view; not a linguist's stemmer, just fewer spellings of one word."""
+    return _ENGLISH_WORD_RE.sub(lambda m: _stem(m.group(0)), text)
