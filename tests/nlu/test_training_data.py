@@ -14,7 +14,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 INVENTORY = {
     "greet", "goodbye", "thank", "affirm", "deny", "bot_challenge", "help", "lookup_bill", "pay_bill",
     "report_outage", "outage_schedule", "create_service_request", "check_request_status", "link_account",
-    "tariff_info", "talk_to_human", "complain", "inform", "out_of_scope",
+    "tariff_info", "talk_to_human", "complain", "inform", "out_of_scope", "delete_my_data",
 }  # fmt: skip
 
 
