@@ -17,9 +17,10 @@ _PAYLOAD_RE = re.compile(r"^/([A-Za-z_][A-Za-z0-9_]*)(\{.*\})?$", re.DOTALL)
 
 
 class NLUService:
-    def __init__(self, model: NLUModel, intents: set[str]) -> None:
+    def __init__(self, model: NLUModel, intents: set[str], model_dir: Path | None = None) -> None:
         self.model = model
         self.intents = intents
+        self.model_dir = model_dir  # the folder it was loaded from, if any (registered at startup)
         # Lookup tables (places) are built on first use: build them now, not on a customer's turn.
         model.parse("mất điện ở phường Bến Thành quận 1")
 
@@ -30,13 +31,18 @@ class NLUService:
             try:
                 model = NLUModel.load(newest)
                 log.info("loaded NLU model %s", newest.name)
-                return cls(model, intents)
+                return cls(model, intents, newest)
             except Exception as exc:  # corrupted, or saved by an incompatible version
                 log.error("cannot load NLU model %s (%s); training a new one", newest.name, exc)
         else:
             log.info("no NLU model in %s; training one", models_dir)
         trained = train(project_dir / "data", project_dir / "config.yml", models_dir)
-        return cls(NLUModel.load(trained), intents)
+        return cls(NLUModel.load(trained), intents, trained)
+
+    def swap(self, model: NLUModel) -> None:
+        """Serve `model` from the next parse on (one reference assignment: a parse in flight
+        finishes on the model it started with)."""
+        self.model = model
 
     def parse(self, text: str) -> dict[str, Any]:
         payload = self._parse_payload(text)
