@@ -11,14 +11,18 @@ from collections.abc import Callable
 from aiohttp import web
 from redis.asyncio import Redis
 
+from backend.settings import Settings
 from bot.agent import Agent
 from bot.console.auth import console_guard
 from bot.console.bus import ConsoleBus
 from bot.console.hook import ConsoleHook
+from bot.console.nlu_views import register_nlu_console
 from bot.console.views import CONSOLE, Console, add_routes, load_canned
 
 
-def register_console(app: web.Application, agent: Callable[[], Agent], redis: Callable[[], Redis | None]) -> None:
+def register_console(
+    app: web.Application, agent: Callable[[], Agent], redis: Callable[[], Redis | None], settings: Settings | None = None
+) -> None:
     """Serve the console from `app`; `agent` and `redis` are read once the runtime exists."""
 
     async def start(app: web.Application) -> None:
@@ -34,6 +38,7 @@ def register_console(app: web.Application, agent: Callable[[], Agent], redis: Ca
     app.on_shutdown.append(stop)
     app.middlewares.append(console_guard)
     add_routes(app)
+    register_nlu_console(app, agent, redis, settings)  # training data, inbox, model versions
 
 
 __all__ = ["register_console"]

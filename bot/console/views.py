@@ -204,6 +204,7 @@ async def conversation_page(request: web.Request) -> web.Response:
         request, "conversation.html", h=info, lines=await transcript(console.agent(), info.conversation_id),
         notes=await handoff.notes(info.id), panel=await _customer_panel(info), staff_list=others,
         mine=info.assigned_to == me.id or me.is_admin, canned=console.canned, resolutions=handoff.RESOLUTIONS,
+        intents=sorted(console.agent().domain.intents), corrected=bool(request.query.get("corrected")),  # "bot misunderstood"
     )
 
 

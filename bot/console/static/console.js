@@ -62,3 +62,25 @@
   var transcript = document.getElementById("transcript");
   if (transcript) { transcript.scrollTop = transcript.scrollHeight; }
 })();
+
+// NLU models page: follow a retraining job (stage and progress bar, polled every second); when
+// it ends, reload the page, which then lists the new version and links to it (or shows the error).
+(function () {
+  "use strict";
+  var box = document.getElementById("job");
+  if (!box || box.dataset.done === "1") { return; }
+  var stage = box.querySelector(".job-stage");
+  var bar = box.querySelector(".job-progress");
+  function poll() {
+    fetch("/console/nlu/jobs/" + encodeURIComponent(box.dataset.job), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (job) {
+        if (!job) { return; }
+        stage.textContent = job.stage;
+        bar.value = job.progress;
+        if (job.done) { location.replace("/console/nlu/models?job=" + encodeURIComponent(job.id)); } else { setTimeout(poll, 1000); }
+      })
+      .catch(function () { setTimeout(poll, 2000); });
+  }
+  setTimeout(poll, 1000);
+})();
