@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from backend.settings import Settings
 from bot.action_runner import ActionRunner, HttpActionRunner, InProcessActionRunner
 from bot.config_files import ConfigFileError, read_yaml_with_env
+from bot.resilience import redis_client
 from bot.stores import (
     InMemoryLockStore,
     InMemoryTrackerStore,
@@ -65,7 +66,7 @@ def build_endpoints(path: Path, settings: Settings) -> Endpoints:
     redis_url = tracker_cfg.get("url") or lock_cfg.get("url") or settings.redis_url
     if "redis" in (tracker_type, lock_type) and not redis_url:
         raise ConfigFileError(path, "tracker_store.url", "a Redis store needs a url (or REDIS_URL)")
-    redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5) if redis_url else None
+    redis = redis_client(redis_url) if redis_url else None
 
     if tracker_type == "auto":
         tracker_type = "redis" if redis else "memory"

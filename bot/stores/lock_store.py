@@ -3,11 +3,19 @@
 In memory: a FIFO asyncio lock per conversation. Redis: the same local FIFO (so messages that
 reach one worker keep their order) plus a Redis lock with an owner token and a lifetime, taken
 with SET NX PX and released or extended only by its owner (atomic Lua scripts).
+
+While a turn runs, its Redis lock is renewed every third of the lifetime, so a slow action does
+not let the lock lapse; the lifetime only matters when the holder dies or stalls (SIGKILL, a
+frozen event loop, a network split). The lock alone can then not stop the stalled holder from
+writing late: the tracker store's `append(..., expected_length)` is the fence (see
+bot/stores/tracker_store.py), and the agent retries a turn that lost that race.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import secrets
 import time
 from abc import ABC, abstractmethod
@@ -15,7 +23,9 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+log = logging.getLogger(__name__)
 
 class LockTimeout(RuntimeError):
     """The conversation stayed locked longer than we are willing to wait."""
@@ -79,11 +89,16 @@ return 0
 
 
 class RedisLockStore(LockStore):
-    def __init__(self, redis: Redis, lifetime: float = 60.0, wait_timeout: float = 30.0, prefix: str = "lock:") -> None:
+    """`renew=False` turns the renewal off: only tests use it, to make a lock lapse mid-turn."""
+
+    def __init__(
+        self, redis: Redis, lifetime: float = 60.0, wait_timeout: float = 30.0, prefix: str = "lock:", *, renew: bool = True
+    ) -> None:
         self.redis = redis
         self.lifetime_ms = int(lifetime * 1000)
         self.wait_timeout = wait_timeout
         self.prefix = prefix
+        self.renew = renew
         self._local = _LocalLocks()
         self._release = redis.register_script(_RELEASE)
         self._extend = redis.register_script(_EXTEND)
@@ -100,11 +115,29 @@ class RedisLockStore(LockStore):
                     raise LockTimeout(sender_id)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.05)
+            renewal = asyncio.get_running_loop().create_task(self._keep(sender_id, token)) if self.renew else None
             try:
                 yield token
             finally:
+                if renewal is not None:
+                    renewal.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await renewal
                 await self._release(keys=[key], args=[token])
 
     async def extend(self, sender_id: str, token: str) -> bool:
         """Renew the lifetime if we still own the lock."""
         return bool(await self._extend(keys=[self.prefix + sender_id], args=[token, self.lifetime_ms]))
+
+    async def _keep(self, sender_id: str, token: str) -> None:
+        """Renew the lock while the turn runs; stop once it is lost (another worker may have it
+        now, and the tracker's length check will refuse this turn's late write)."""
+        every = self.lifetime_ms / 3000
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if not await self.extend(sender_id, token):
+                    log.warning("conversation %s: lock lost mid-turn (expired); its write will be fenced", sender_id)
+                    return
+            except (RedisError, OSError):  # Redis is away: the turn's own calls will fail and say so
+                log.warning("conversation %s: could not renew the lock", sender_id)
