@@ -96,6 +96,10 @@ def register_staff_api(app: web.Application, settings: Settings) -> None:
             return body
         ref = request.match_info["ref"]
         expected = body.get("expected_restore_at")
+        if not isinstance(expected, str | None):
+            return _error(400, "'expected_restore_at' must be an ISO 8601 time with an offset", "expected_restore_at")
+        if not isinstance(body.get("cause"), str | None):
+            return _error(400, "'cause' must be a string", "cause")
         try:
             expected_at = datetime.fromisoformat(expected) if isinstance(expected, str) else None
         except ValueError:

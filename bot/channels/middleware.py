@@ -24,6 +24,8 @@ from redis.asyncio import Redis
 
 from backend.services import notifications
 from bot.channels.base import ChannelHost, Message, UserMessage
+from bot.ratelimit import SLOW_DOWN_REPLY, sender_verdict
+from bot.resilience import redis_client
 from bot.stores import LockTimeout
 
 log = logging.getLogger("bot.channels")
@@ -156,7 +158,7 @@ class RedisKeyValueStore(KeyValueStore):
 
 def build_key_value_store(redis_url: str | None) -> KeyValueStore:
     if redis_url:
-        return RedisKeyValueStore(Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5), owned=True)
+        return RedisKeyValueStore(redis_client(redis_url), owned=True)
     return MemoryKeyValueStore()
 
 
@@ -214,7 +216,9 @@ class WebhookEdge(Generic[T]):
     3. `parse(raw_body)` raises BadUpdate -> 400 with the reason;
     4. `update_id(update)` was seen before (Telegram retries on any non-2xx, Zalo may deliver
        twice) -> 200, dropped;
-    5. otherwise `process(update)` runs in the background and the platform gets 200 at once.
+    5. the chat `sender(update)` is over its rate limit (bot/ratelimit.py) -> 200, dropped, and
+       the chat is told once per window (through `relay`) to slow down;
+    6. otherwise `process(update)` runs in the background and the platform gets 200 at once.
     """
 
     channel: str
@@ -226,6 +230,8 @@ class WebhookEdge(Generic[T]):
     dedupe: Callable[[], KeyValueStore]
     tasks: TaskSet
     dedupe_ttl: int = 2 * 24 * 3600
+    sender: Callable[[T], str | None] = lambda update: None  # the chat whose budget it spends
+    relay: TurnRelay | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         if not self.enabled():
@@ -239,14 +245,23 @@ class WebhookEdge(Generic[T]):
         except BadUpdate as exc:
             log.warning("%s webhook: unreadable update (%s)", self.channel, exc)
             return web.json_response({"error": str(exc)}, status=400)
-        return await self.accept(update)
+        return await self.accept(update, request)
 
-    async def accept(self, update: T) -> web.Response:
-        """Steps 4 and 5 (also the entry of Telegram's long-polling mode)."""
+    async def accept(self, update: T, request: web.Request | None = None) -> web.Response:
+        """Steps 4 to 6 (also the entry of Telegram's long-polling mode, which has no request
+        and no rate limit)."""
         update_id = self.update_id(update)
         if update_id is not None and not await self.dedupe().add(f"seen:{self.channel}:{update_id}", self.dedupe_ttl):
             log.info("%s update %s: duplicate, dropped", self.channel, update_id)
             return web.json_response({"ok": True, "duplicate": True})
+        sender = self.sender(update)
+        if request is not None and sender is not None:
+            verdict = await sender_verdict(request, self.channel, sender)
+            if not verdict.allowed:
+                if self.relay is not None and await self.dedupe().add(f"slow-down:{self.channel}:{sender}", int(verdict.retry_after_header)):
+                    notice = self.relay.say(sender, [{"text": SLOW_DOWN_REPLY}], dedupe_prefix=f"{self.channel}:slow-down:{update_id}")
+                    self.tasks.spawn(notice, name=f"{self.channel}-slow-down-{update_id}")
+                return web.json_response({"ok": True, "throttled": True})
         log.info("%s update %s: accepted", self.channel, update_id)
         self.tasks.spawn(self._process(update, update_id), name=f"{self.channel}-update-{update_id}")
         return web.json_response({"ok": True})

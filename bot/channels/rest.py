@@ -17,6 +17,7 @@ from bot.channels.base import (
     UserMessage,
     valid_unicode,
 )
+from bot.ratelimit import sender_verdict, too_many_requests
 from bot.stores import LockTimeout
 
 MAX_SENDER_CHARS = 128
@@ -44,7 +45,7 @@ def parse_rest_body(raw: bytes) -> UserMessage | web.Response:
         return bad_request("message", "'message' is required and must be a string")
     if len(message) > MAX_MESSAGE_CHARS:
         return bad_request("message", f"'message' must be at most {MAX_MESSAGE_CHARS} characters")
-    metadata = body.get("metadata") or {}
+    metadata = {} if body.get("metadata") is None else body["metadata"]
     if not isinstance(metadata, dict):
         return bad_request("metadata", "'metadata' must be a JSON object")
     message_id = body.get("message_id")
@@ -67,6 +68,9 @@ class RestInput(InputChannel):
             parsed = parse_rest_body(await request.read())
             if isinstance(parsed, web.Response):
                 return parsed
+            verdict = await sender_verdict(request, self.name, parsed.sender_id)
+            if not verdict.allowed:
+                return too_many_requests(verdict)
             try:
                 replies = await host().handle_message(parsed)
             except LockTimeout:

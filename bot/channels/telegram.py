@@ -385,6 +385,13 @@ class TelegramSender:
             raise RetryLater(f"telegram: {exc.message}") from None
 
 
+def _private_chat(update: Update) -> str | None:
+    """The chat whose rate limit an update spends: private chats only (the others are not
+    served, and a slow-down notice must never go to a group)."""
+    chat = update.effective_chat
+    return str(chat.id) if chat is not None and chat.type == ChatType.PRIVATE else None
+
+
 class TelegramChannel(InputChannel):
     """The webhook, PTB's Application and its handlers; `bot` and `payloads` are shared with
     the outbox worker's `TelegramSender` (built in platforms.py)."""
@@ -429,6 +436,8 @@ class TelegramChannel(InputChannel):
             dedupe=self.store,
             tasks=self.tasks,
             dedupe_ttl=self.dedupe_ttl,
+            sender=_private_chat,
+            relay=self._relay,
         )
         app.router.add_post("/webhooks/telegram", self._webhook)
 

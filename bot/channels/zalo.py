@@ -382,6 +382,8 @@ class ZaloChannel(InputChannel):
             dedupe=self.store,
             tasks=self.tasks,
             dedupe_ttl=self.dedupe_ttl,
+            sender=self._sender,
+            relay=self._relay,
         )
         app.router.add_post("/webhooks/zalo", edge.handle)
 
@@ -444,6 +446,15 @@ class ZaloChannel(InputChannel):
         if name in ("follow", "unfollow"):
             return f"{name}:{event['follower']['id']}:{event.get('timestamp')}"
         return None
+
+    @staticmethod
+    def _sender(event: dict[str, Any]) -> str | None:
+        """The user whose rate limit an event spends: what users send and follows; receipts and
+        the OA's own messages spend nothing."""
+        name = event["event_name"]
+        if name.startswith("user_send_"):
+            return str(event["sender"]["id"])
+        return str(event["follower"]["id"]) if name == "follow" else None
 
     # -- events ---------------------------------------------------------------------------------
 
