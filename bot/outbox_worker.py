@@ -40,6 +40,7 @@ from backend.services import notifications
 from backend.services.notifications import Failure, OutboxItem, Retry
 from bot.channels.base import Message
 from bot.channels.middleware import GiveUp, RetryLater
+from bot.metrics import outbox_send_failed
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,11 @@ class OutboxWorker:
 
     def _chat_done(self, chat: tuple[str, str]) -> None:
         self._chats.pop(chat, None)
-        self._wake.set()  # the chat may have more messages, and there is room for another chat
+        # The chat may have more messages, and there is room for another chat: claim again, but
+        # once a batch of chats has finished rather than after each one (every claim is a
+        # transaction; new rows wake the worker anyway, and the poll catches the rest).
+        if self.max_chats - len(self._chats) >= max(1, self.max_chats // 4):
+            self._wake.set()
 
     async def _chat(self, items: list[OutboxItem]) -> None:
         outcomes = await self._deliver_chat(items)
@@ -264,6 +269,7 @@ class OutboxWorker:
             except GiveUp as exc:
                 log.warning("outbox %d (%s %s): failed permanently: %s", item.id, item.channel, item.recipient_id, exc.reason)
                 outcomes.failed.append(Failure(item.id, exc.reason))
+                outbox_send_failed(item.channel, gave_up=True)
                 continue
             except Exception as exc:
                 retry = exc if isinstance(exc, RetryLater) else RetryLater(f"unexpected {type(exc).__name__}")
@@ -282,7 +288,9 @@ class OutboxWorker:
             reason = f"gave up after {attempts} attempts: {error.reason}"
             log.warning("outbox %d (%s %s): %s", item.id, item.channel, item.recipient_id, reason)
             outcomes.failed.append(Failure(item.id, reason))
+            outbox_send_failed(item.channel, gave_up=True)
             return
         delay = error.after if error.after is not None else backoff_seconds(attempts, self.backoff_base, self.backoff_cap)
         log.info("outbox %d (%s %s): retry in %.1f s (%s)", item.id, item.channel, item.recipient_id, delay, error.reason)
         outcomes.retry.append(Retry(item.id, utcnow() + timedelta(seconds=delay), error.reason))
+        outbox_send_failed(item.channel, gave_up=False)

@@ -19,8 +19,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, tuple_, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    Text,
+    and_,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from backend.clock import utcnow
 from backend.db import session_scope, upsert_insert
@@ -76,6 +93,34 @@ async def enqueue(session: AsyncSession, notification: Notification) -> None:
         created_at=utcnow(),
     )
     await session.execute(statement.on_conflict_do_nothing(index_elements=["dedupe_key"]))
+
+
+async def enqueue_to_each(
+    session: AsyncSession, chats: Select[Any], *, kind: str, response: str, values: dict[str, Any], dedupe_prefix: str
+) -> int:
+    """Add one notification per chat that `chats` selects (its columns: channel, recipient_id,
+    language, and key, which makes the dedupe key `dedupe_prefix + key`), in one INSERT ... SELECT
+    inside the caller's transaction: ten thousand subscribers are one statement, not ten
+    thousand. Rows whose dedupe key exists already are skipped; returns the rows added."""
+    payload = json.dumps({"response": response, "values": values}, ensure_ascii=False, default=str)
+    now = utcnow()
+    source = chats.subquery()
+    rows = select(
+        source.c.channel,
+        source.c.recipient_id,
+        literal(kind, String),
+        literal(payload, Text),
+        source.c.language,
+        literal("pending", String),
+        literal(0, Integer),
+        literal(now, OutboxMessage.next_attempt_at.type),
+        literal(dedupe_prefix, String).concat(cast(source.c.key, String)),
+        literal(now, OutboxMessage.created_at.type),
+    ).where(true())  # SQLite parses INSERT ... SELECT ... ON CONFLICT only after a WHERE
+    columns = ["channel", "recipient_id", "kind", "payload", "language", "status", "attempts", "next_attempt_at", "dedupe_key", "created_at"]
+    statement = (await upsert_insert(session, OutboxMessage)).from_select(columns, rows)
+    result = await session.execute(statement.on_conflict_do_nothing(index_elements=["dedupe_key"]))
+    return result.rowcount or 0
 
 
 async def notify(notification: Notification) -> None:
@@ -218,50 +263,51 @@ async def claim_due(
         return []
     now = utcnow()
     outbox = OutboxMessage
-    ready = and_(outbox.next_attempt_at <= now, or_(outbox.lease_until.is_(None), outbox.lease_until < now))
-    # The chats whose oldest pending message (their head) is itself ready: one aggregate pass
-    # over the pending rows. (A correlated "no older pending row" subquery took seconds on
-    # PostgreSQL before the table had statistics; this plan does not depend on them.)
-    claimable_heads = (
-        select(func.min(outbox.id))
-        .where(outbox.status == "pending", outbox.channel.in_(channels))
-        .group_by(outbox.channel, outbox.recipient_id)
-        .having(func.min(outbox.id) == func.min(case((ready, outbox.id))))
-        .order_by(func.min(outbox.id))
+    older = aliased(OutboxMessage)
+    # 'pending' as a literal, not a parameter: only then can the planners (PostgreSQL's generic
+    # plans for prepared statements, SQLite's always) use the partial indexes on pending rows.
+    pending = outbox.status == literal_column("'pending'")
+    # Heads that are ready, oldest first: a walk over the pending rows in id order (partial
+    # index ix_outbox_pending) that stops after `max_chats` heads, each checked by one probe of
+    # ix_outbox_pending_chat, instead of aggregating every pending row on each claim.
+    is_head = ~exists().where(
+        older.status == literal_column("'pending'"),
+        older.channel == outbox.channel,
+        older.recipient_id == outbox.recipient_id,
+        older.id < outbox.id,
+    )
+    heads_query = (
+        select(outbox.id, outbox.channel, outbox.recipient_id)
+        .where(
+            pending,
+            outbox.channel.in_(channels),
+            outbox.next_attempt_at <= now,
+            or_(outbox.lease_until.is_(None), outbox.lease_until < now),
+            is_head,
+        )
+        .order_by(outbox.id)
         .limit(max_chats)
+        .with_for_update(skip_locked=True, of=outbox)
     )
     async with session_scope() as session:
-        head_ids = list(await session.scalars(claimable_heads))
-        if not head_ids:
-            return []
-        # Lock them, checking again: another worker may have claimed one meanwhile.
-        heads = (
-            await session.execute(
-                select(outbox.id, outbox.channel, outbox.recipient_id)
-                .where(outbox.id.in_(head_ids), outbox.status == "pending", ready)
-                .order_by(outbox.id)
-                .with_for_update(skip_locked=True, of=outbox)
-            )
-        ).all()
+        heads = (await session.execute(heads_query)).all()
         if not heads:
             return []
-        chats = sorted({(h.channel, h.recipient_id) for h in heads})
-        # The first `per_chat` pending rows of each claimed chat, in order (window function in a
-        # subquery: PostgreSQL allows no FOR UPDATE beside one).
-        ranked = (
-            select(outbox.id, func.row_number().over(partition_by=(outbox.channel, outbox.recipient_id), order_by=outbox.id).label("n"))
-            .where(outbox.status == "pending", tuple_(outbox.channel, outbox.recipient_id).in_(chats))
-            .subquery()
-        )
-        candidates = await session.scalars(
-            select(outbox)
-            .where(outbox.id.in_(select(ranked.c.id).where(ranked.c.n <= per_chat)))
-            .order_by(outbox.channel, outbox.recipient_id, outbox.id)
-            .with_for_update(of=outbox)
-        )
+        if per_chat <= 1:
+            rows = list(await session.scalars(select(outbox).where(outbox.id.in_([h.id for h in heads])).order_by(outbox.id)))
+        else:
+            # The first `per_chat` pending rows of each claimed chat. Nobody else can claim the
+            # rows after a head: their head stays pending (leased to us) until it is sent.
+            ranked = (
+                select(outbox.id, func.row_number().over(partition_by=(outbox.channel, outbox.recipient_id), order_by=outbox.id).label("n"))
+                .where(pending, tuple_(outbox.channel, outbox.recipient_id).in_([(h.channel, h.recipient_id) for h in heads]))
+                .subquery()
+            )
+            rows = list(await session.scalars(select(outbox).join(ranked, ranked.c.id == outbox.id).where(ranked.c.n <= per_chat)))
+        rows.sort(key=lambda r: (r.channel, r.recipient_id, r.id))
         claimed: list[OutboxMessage] = []
         stopped: set[tuple[str, str]] = set()
-        for row in candidates:
+        for row in rows:
             chat = (row.channel, row.recipient_id)
             if chat in stopped:
                 continue
