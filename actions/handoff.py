@@ -50,13 +50,16 @@ def _request_key(e: dict[str, Any]) -> tuple[Any, ...]:
 def repeated_request(tracker: Tracker) -> bool:
     """Whether the customer just asked the same thing (intent and entities) a third time in a
     row since the last escalation."""
-    keys: list[tuple[Any, ...]] = []
-    for e in tracker.events:
-        if e.get("event") in ("session_started", "pause", "resume") or (e.get("event") == "action" and e.get("name") == "action_handoff"):
-            keys = []
-        elif e.get("event") == "user":
-            keys.append(_request_key(e))
-    last = keys[-REPEATS:]
+    # From the end back: it runs on every message, so only the latest requests are looked at.
+    last: list[tuple[Any, ...]] = []
+    for e in reversed(tracker.events):
+        kind = e.get("event")
+        if kind in ("session_started", "pause", "resume") or (kind == "action" and e.get("name") == "action_handoff"):
+            break
+        if kind == "user":
+            last.append(_request_key(e))
+            if len(last) == REPEATS:
+                break
     return len(last) == REPEATS and last[0][0] in REQUEST_INTENTS and all(k == last[0] for k in last)
 
 

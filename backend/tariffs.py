@@ -9,17 +9,20 @@ constants here, because both change by government decision.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backend.clock import today_vn
-from backend.db import read_scope
+from backend.db import is_unavailable, read_connection
 from backend.models import Tariff
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def compute_amount(kwh: int, tiers: list[dict[str, Any]], vat_percent: int) -> B
     return BillAmount(lines=lines, subtotal=subtotal, vat=vat, total=subtotal + vat)
 
 
-def tariff_info(row: Tariff) -> TariffInfo:
+def tariff_info(row: Tariff | Row[Any]) -> TariffInfo:
     return TariffInfo(
         code=row.code,
         name=row.name,
@@ -124,21 +127,55 @@ def tariff_info(row: Tariff) -> TariffInfo:
     )
 
 
-async def load_tariff(session: AsyncSession, code: str, on: date) -> TariffInfo:
+# Built once, the columns only: a price question runs it on every turn that asks one.
+_IN_FORCE = (
+    select(Tariff.code, Tariff.name, Tariff.effective_from, Tariff.vat_percent, Tariff.tiers)
+    .where(Tariff.code == bindparam("code"), Tariff.effective_from <= bindparam("on"))
+    .order_by(Tariff.effective_from.desc())
+    .limit(1)
+)
+
+
+async def load_tariff(session: AsyncSession | AsyncConnection, code: str, on: date) -> TariffInfo:
     """Within an open session: the `code` tariff in force on `on` (see `current_tariff`)."""
-    row = await session.scalar(
-        select(Tariff)
-        .where(Tariff.code == code, Tariff.effective_from <= on)
-        .order_by(Tariff.effective_from.desc())
-        .limit(1)
-    )
+    row = (await session.execute(_IN_FORCE, {"code": code, "on": on})).first()
     if row is None:
         raise LookupError(f"no {code!r} tariff in force on {on.isoformat()}")
     return tariff_info(row)
 
 
+# The tariff in force today, per code, as last read: answers price questions while the database
+# cannot be reached (prices change a few times a decade). Filled by every lookup for today and,
+# at startup, by `remember_current_tariffs`.
+_in_force: dict[str, TariffInfo] = {}
+
+
 async def current_tariff(code: str, on: date | None = None) -> TariffInfo:
     """The `code` tariff with the latest `effective_from` not after `on` (default: today in Viet
-    Nam). Raises LookupError when no such tariff exists."""
-    async with read_scope() as session:
-        return await load_tariff(session, code, on or today_vn())
+    Nam). Raises LookupError when no such tariff exists. For today, the last tariff read is
+    used when the database is unreachable."""
+    today = today_vn()
+    try:
+        async with read_connection() as connection:
+            tariff = await load_tariff(connection, code, on or today)
+    except LookupError:
+        raise
+    except Exception as exc:
+        remembered = _in_force.get(code)
+        if remembered is None or (on or today) < today or not is_unavailable(exc):
+            raise
+        log.warning("database unreachable: %s tariff answered from memory", code)
+        return remembered
+    if (on or today) == today:
+        _in_force[code] = tariff
+    return tariff
+
+
+async def remember_current_tariffs(codes: Sequence[str] = ("residential", "business")) -> None:
+    """Read today's tariffs (at startup) so price questions are answered even if the database
+    goes away before anyone asks."""
+    for code in codes:
+        try:
+            await current_tariff(code)
+        except LookupError:
+            pass

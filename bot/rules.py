@@ -146,31 +146,43 @@ class RulePolicy:
         self.rules = rules
         self.domain = domain
         self.core_fallback_action = core_fallback_action
-
-    def _matches(self, tokens: list[Token], tracker: DialogueStateTracker, loop_rules: bool | None) -> list[_Match]:
-        found: list[_Match] = []
-        for rule in self.rules:
-            if loop_rules is not None and rule.has_loop_condition != loop_rules:
-                continue
-            if any(not _slot_matches(tracker.slots.get(s), v) for s, v in rule.slot_checks + rule.condition_slots):
-                continue
+        # Every (rule, prefix length) that could match, filed under the step its prefix ends
+        # with: a prediction only looks at those ending in the history's last step, in rule
+        # order (ties between equally good matches go to the earlier rule, as before).
+        self._by_last_step: dict[tuple[str, str | None], list[tuple[Rule, int]]] = {}
+        for rule in rules:
             steps = rule.steps
             for k in range(1, len(steps) + 1):
                 if k < len(steps) and steps[k].kind != "action":
                     continue
-                prefix = steps[:k]
-                if len(prefix) > len(tokens) or (rule.conversation_start and len(prefix) != len(tokens)):
-                    continue
-                tail = tokens[len(tokens) - len(prefix) :]
-                if not all(t.kind == s.kind and t.value in s.values for t, s in zip(tail, prefix, strict=True)):
-                    continue
-                if rule.has_loop_condition and not _loop_condition_holds(rule.condition_loop, tail):
-                    continue
-                if k == len(steps):
-                    if rule.wait_for_user_input:
-                        found.append(_Match(rule, k, None))
-                else:
-                    found.append(_Match(rule, k, next(iter(steps[k].values))))
+                last = steps[k - 1]
+                for value in last.values:
+                    self._by_last_step.setdefault((last.kind, value), []).append((rule, k))
+
+    def _matches(self, tokens: list[Token], tracker: DialogueStateTracker, loop_rules: bool | None) -> list[_Match]:
+        if not tokens:
+            return []
+        found: list[_Match] = []
+        slots = tracker.slots
+        last = tokens[-1]
+        for rule, k in self._by_last_step.get((last.kind, last.value), ()):
+            if loop_rules is not None and rule.has_loop_condition != loop_rules:
+                continue
+            if k > len(tokens) or (rule.conversation_start and k != len(tokens)):
+                continue
+            steps = rule.steps
+            tail = tokens[len(tokens) - k :]
+            if not all(t.kind == s.kind and t.value in s.values for t, s in zip(tail, steps, strict=False)):
+                continue
+            if any(not _slot_matches(slots.get(s), v) for s, v in rule.slot_checks + rule.condition_slots):
+                continue
+            if rule.has_loop_condition and not _loop_condition_holds(rule.condition_loop, tail):
+                continue
+            if k == len(steps):
+                if rule.wait_for_user_input:
+                    found.append(_Match(rule, k, None))
+            else:
+                found.append(_Match(rule, k, next(iter(steps[k].values))))
         return found
 
     @staticmethod

@@ -41,6 +41,12 @@ class DialogueStateTracker:
         self._initial_slots = dict(initial_slots)
         self.events: list[dict[str, Any]] = []
         self._applied: list[dict[str, Any]] = []
+        # `tokens()` as of the first `_tokens_seen` events of `_tokens_of` (the policy asks for
+        # them several times a turn; only events applied since are tokenised again).
+        self._tokens: list[Token] = []
+        self._tokens_loop: str | None = None
+        self._tokens_of: list[dict[str, Any]] | None = None
+        self._tokens_seen = 0
         self._reset_state()
         for e in events or []:
             self.update(e)
@@ -130,9 +136,11 @@ class DialogueStateTracker:
 
     def tokens(self) -> list[Token]:
         """History since the session start as rule steps; consecutive loop changes collapse."""
-        tokens: list[Token] = []
-        loop: str | None = None
-        for e in self._applied:
+        if self._tokens_of is not self._applied:  # a restart or rewind replaced the history
+            self._tokens, self._tokens_loop, self._tokens_of, self._tokens_seen = [], None, self._applied, 0
+        tokens = self._tokens
+        loop = self._tokens_loop
+        for e in self._applied[self._tokens_seen :]:
             kind = e.get("event")
             if kind == "user":
                 name = ((e.get("parse_data") or {}).get("intent") or {}).get("name")
@@ -147,7 +155,8 @@ class DialogueStateTracker:
                 else:
                     tokens.append(Token("loop", new, loop, frozenset({loop, new})))
                 loop = new
-        return tokens
+        self._tokens_loop, self._tokens_seen = loop, len(self._applied)
+        return list(tokens)
 
     def current_state(self) -> dict[str, Any]:
         """The tracker as the action server protocol sends it (rasa_sdk `Tracker.from_dict`)."""

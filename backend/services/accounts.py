@@ -8,16 +8,28 @@ cannot be guessed by trying. Every public function runs in its own transaction.
 
 from __future__ import annotations
 
+import functools
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import CursorResult, delete, exists, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    CursorResult,
+    Row,
+    Select,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    literal_column,
+    select,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backend.clock import ensure_aware
-from backend.db import read_scope, session_scope, upsert_insert
+from backend.db import read_connection, read_scope, session_scope, upsert_insert
 from backend.identifiers import normalize_customer_code, normalize_phone
 from backend.models import ChannelLink, Customer, VerificationAttempt
 from backend.settings import get_settings
@@ -55,7 +67,37 @@ class _LockState:
     locked_until: datetime | None
 
 
-def customer_info(row: Customer) -> CustomerInfo:
+# The columns a CustomerInfo is made of: lookups select these (no ORM objects on the hot paths
+# of a turn) and build the value straight from the row.
+_CUSTOMER_COLUMNS = (
+    Customer.code,
+    Customer.name,
+    Customer.phone,
+    Customer.address,
+    Customer.ward,
+    Customer.district,
+    Customer.province,
+    Customer.tariff_code,
+)
+
+
+# Prebuilt statements (bound parameters, no per-call construction or cache-key work) for the
+# lookups that run on most turns.
+_CUSTOMER_BY_CODE = select(*_CUSTOMER_COLUMNS).where(Customer.code == bindparam("code"))
+# Locking the customer row serialises concurrent attempts on PostgreSQL (see verify_ownership).
+_CUSTOMER_TO_VERIFY = (
+    select(Customer.id, *_CUSTOMER_COLUMNS).where(Customer.code == bindparam("code")).with_for_update(key_share=True)
+)
+_RECORD_ATTEMPT = insert(VerificationAttempt)
+_LINKED_CUSTOMERS = (
+    select(*_CUSTOMER_COLUMNS)
+    .join(ChannelLink, ChannelLink.customer_id == Customer.id)
+    .where(ChannelLink.channel == bindparam("channel"), ChannelLink.sender_id == bindparam("sender_id"))
+    .order_by(ChannelLink.linked_at, ChannelLink.id)
+)
+
+
+def customer_info(row: Customer | Row[Any]) -> CustomerInfo:
     return CustomerInfo(
         code=row.code,
         name=row.name,
@@ -68,9 +110,75 @@ def customer_info(row: Customer) -> CustomerInfo:
     )
 
 
-async def _lock_state(
-    session: AsyncSession, channel: str, sender_id: str, code: str, now: datetime
-) -> _LockState:
+@dataclass(frozen=True)
+class _Attempts:
+    """The recent attempts the lockout and the throttles look at, read in one statement."""
+
+    of_pair: list[tuple[datetime, bool]]  # newest first, at most `max_attempts`
+    chat_failures: list[datetime]  # this chat's failures in the last hour, newest first
+    code_failures: list[datetime]  # this code's failures in the last hour, newest first
+
+
+@functools.lru_cache(maxsize=8)
+def _attempts_statement(max_attempts: int, chat_limit: int | None, code_limit: int | None) -> Select[Any]:
+    """The statement of `_recent_attempts`, built once per set of limits (they are settings):
+    bound parameters channel, sender_id, code and, with the throttles, hour_ago."""
+    attempt = VerificationAttempt
+    chat = (attempt.channel == bindparam("channel"), attempt.sender_id == bindparam("sender_id"))
+    of_code = attempt.customer_code == bindparam("code")
+    parts = [
+        select(literal_column("0").label("part"), attempt.created_at, attempt.success)
+        .where(*chat, of_code)
+        # At equal times a success sorts first: failures count only after the last success.
+        .order_by(attempt.created_at.desc(), attempt.success.desc())
+        .limit(max_attempts)
+    ]
+    failed = (attempt.success.is_(False), attempt.created_at > bindparam("hour_ago"))
+    for part, scope, limit in ((1, chat, chat_limit), (2, (of_code,), code_limit)):
+        if limit is not None:
+            parts.append(
+                select(literal_column(str(part)).label("part"), attempt.created_at, attempt.success)
+                .where(*scope, *failed)
+                .order_by(attempt.created_at.desc())
+                .limit(limit)
+            )
+    # Each part keeps its own ORDER BY / LIMIT inside a subquery (SQLite allows neither on the
+    # members of a compound select).
+    subqueries = [part.subquery() for part in parts]
+    if len(subqueries) == 1:
+        return select(*subqueries[0].c)
+    return union_all(*(select(*sub.c) for sub in subqueries))  # type: ignore[return-value]
+
+
+async def _recent_attempts(
+    executor: AsyncSession | AsyncConnection, channel: str, sender_id: str, code: str, now: datetime, *, throttles: bool
+) -> _Attempts:
+    """One round trip for what used to take four queries: the newest attempts of (chat, code)
+    and, with `throttles`, the last hour's failures of the chat and of the code (each list
+    capped at the count its rule needs)."""
+    settings = get_settings()
+    statement = _attempts_statement(
+        settings.verification_max_attempts,
+        settings.verification_chat_failures_per_hour if throttles else None,
+        settings.verification_code_failures_per_hour if throttles else None,
+    )
+    params: dict[str, Any] = {"channel": channel, "sender_id": sender_id, "code": code}
+    if throttles:
+        params["hour_ago"] = now - timedelta(hours=1)
+    found = _Attempts([], [], [])
+    for part, created_at, success in await executor.execute(statement, params):
+        if part == 0:
+            found.of_pair.append((created_at, bool(success)))
+        else:
+            (found.chat_failures if part == 1 else found.code_failures).append(created_at)
+    # A compound select keeps no order across its parts: put each list back in newest-first.
+    for times in (found.chat_failures, found.code_failures):
+        times.sort(reverse=True)
+    found.of_pair.sort(reverse=True)
+    return found
+
+
+def _lock_state(attempts: _Attempts, now: datetime) -> _LockState:
     """Count recent failures of (channel, sender_id, code) and find any lock in force.
 
     Failures count only after the last success and within the lock window before `now`.
@@ -82,27 +190,12 @@ async def _lock_state(
     settings = get_settings()
     max_attempts = settings.verification_max_attempts
     window = timedelta(minutes=settings.verification_lock_minutes)
-    attempts_of_pair = (
-        VerificationAttempt.channel == channel,
-        VerificationAttempt.sender_id == sender_id,
-        VerificationAttempt.customer_code == code,
-    )
-    last_success = await session.scalar(
-        select(VerificationAttempt.created_at)
-        .where(*attempts_of_pair, VerificationAttempt.success.is_(True))
-        .order_by(VerificationAttempt.created_at.desc())
-        .limit(1)
-    )
-    failures_query = select(VerificationAttempt.created_at).where(
-        *attempts_of_pair, VerificationAttempt.success.is_(False)
-    )
-    if last_success is not None:
-        failures_query = failures_query.where(VerificationAttempt.created_at > last_success)
-    newest_failures = list(
-        await session.scalars(
-            failures_query.order_by(VerificationAttempt.created_at.desc()).limit(max_attempts)
-        )
-    )
+    # The failures since the last success, newest first: the newest attempts up to a success.
+    newest_failures: list[datetime] = []
+    for created_at, success in attempts.of_pair:
+        if success:
+            break
+        newest_failures.append(created_at)
 
     locked_until = None
     if len(newest_failures) >= max_attempts and newest_failures[0] - newest_failures[-1] < window:
@@ -113,25 +206,16 @@ async def _lock_state(
     return _LockState(failures=failures, locked_until=locked_until)
 
 
-async def _throttled_until(
-    session: AsyncSession, channel: str, sender_id: str, code: str, now: datetime
-) -> datetime | None:
+def _throttled_until(attempts: _Attempts) -> datetime | None:
     """Rate limits beyond one chat and one code: a chat guessing across many codes, or many
     chats guessing one code, is slowed down for an hour from its oldest counted failure."""
     settings = get_settings()
-    hour_ago = now - timedelta(hours=1)
-    failed = (VerificationAttempt.success.is_(False), VerificationAttempt.created_at > hour_ago)
-    for scope, limit in (
-        ((VerificationAttempt.channel == channel, VerificationAttempt.sender_id == sender_id), settings.verification_chat_failures_per_hour),
-        ((VerificationAttempt.customer_code == code,), settings.verification_code_failures_per_hour),
+    for times, limit in (
+        (attempts.chat_failures, settings.verification_chat_failures_per_hour),
+        (attempts.code_failures, settings.verification_code_failures_per_hour),
     ):
-        times = list(
-            await session.scalars(
-                select(VerificationAttempt.created_at).where(*scope, *failed).order_by(VerificationAttempt.created_at.desc()).limit(limit)
-            )
-        )
         if len(times) >= limit:
-            return times[-1] + timedelta(hours=1)
+            return times[limit - 1] + timedelta(hours=1)
     return None
 
 
@@ -147,10 +231,8 @@ async def _link(
 
 async def find_customer(code: str) -> CustomerInfo | None:
     """The customer with this code (any letter case, surrounding blanks ignored), if any."""
-    async with read_scope() as session:
-        row = await session.scalar(
-            select(Customer).where(Customer.code == normalize_customer_code(code))
-        )
+    async with read_connection() as connection:
+        row = (await connection.execute(_CUSTOMER_BY_CODE, {"code": normalize_customer_code(code)})).first()
         return customer_info(row) if row is not None else None
 
 
@@ -178,16 +260,16 @@ async def verify_ownership(
         # guesses cannot all read "2 failures so far" and slip past the limit. (SQLite ignores
         # FOR UPDATE; its BEGIN IMMEDIATE already serialises writers.) NO KEY UPDATE still lets
         # other transactions insert rows that reference this customer.
-        customer = await session.scalar(
-            select(Customer).where(Customer.code == code).with_for_update(key_share=True)
-        )
+        connection = await session.connection()  # Core statements: no ORM work per query
+        customer = (await connection.execute(_CUSTOMER_TO_VERIFY, {"code": code})).first()
         if customer is None:
             return Verification("unknown_code", max_attempts, None, None)
 
-        state = await _lock_state(session, channel, sender_id, code, now)
+        attempts = await _recent_attempts(connection, channel, sender_id, code, now, throttles=True)
+        state = _lock_state(attempts, now)
         if state.locked_until is not None:
             return Verification("locked", 0, state.locked_until, None)
-        throttled_until = await _throttled_until(session, channel, sender_id, code, now)
+        throttled_until = _throttled_until(attempts)
         if throttled_until is not None:
             return Verification("locked", 0, throttled_until, None)
 
@@ -195,14 +277,9 @@ async def verify_ownership(
         matched = hmac.compare_digest(
             normalize_phone(phone).encode(), normalize_phone(customer.phone).encode()
         )
-        session.add(
-            VerificationAttempt(
-                channel=channel,
-                sender_id=sender_id,
-                customer_code=code,
-                success=matched,
-                created_at=now,
-            )
+        await connection.execute(
+            _RECORD_ATTEMPT,
+            {"channel": channel, "sender_id": sender_id, "customer_code": code, "success": matched, "created_at": now},
         )
         if matched:
             await _link(session, channel, sender_id, customer.id, now)
@@ -218,22 +295,16 @@ async def lock_status(
     channel: str, sender_id: str, code: str, *, now: datetime | None = None
 ) -> datetime | None:
     """Until when (channel, sender_id, code) is locked out of verification, or None."""
-    async with read_scope() as session:
-        state = await _lock_state(
-            session, channel, sender_id, normalize_customer_code(code), ensure_aware(now)
-        )
-        return state.locked_until
+    now = ensure_aware(now)
+    async with read_connection() as connection:
+        attempts = await _recent_attempts(connection, channel, sender_id, normalize_customer_code(code), now, throttles=False)
+    return _lock_state(attempts, now).locked_until
 
 
 async def linked_customers(channel: str, sender_id: str) -> list[CustomerInfo]:
     """The customers this chat is linked to, in the order it linked them."""
-    async with read_scope() as session:
-        rows = await session.scalars(
-            select(Customer)
-            .join(ChannelLink, ChannelLink.customer_id == Customer.id)
-            .where(ChannelLink.channel == channel, ChannelLink.sender_id == sender_id)
-            .order_by(ChannelLink.linked_at, ChannelLink.id)
-        )
+    async with read_connection() as connection:
+        rows = await connection.execute(_LINKED_CUSTOMERS, {"channel": channel, "sender_id": sender_id})
         return [customer_info(row) for row in rows]
 
 

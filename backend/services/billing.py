@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import Select, select
+from sqlalchemy import Row, Select, bindparam, select
 
 from backend.clock import today_vn
-from backend.db import read_scope
+from backend.db import read_connection
 from backend.identifiers import normalize_customer_code
 from backend.models import Bill, Customer
 from backend.periods import Period
@@ -36,7 +36,7 @@ class BillInfo:
     overdue: bool
 
 
-def _bill_info(bill: Bill, code: str, today: date) -> BillInfo:
+def _bill_info(bill: Row[Any], code: str, today: date) -> BillInfo:
     return BillInfo(
         customer_code=code,
         period=bill.period,
@@ -51,20 +51,38 @@ def _bill_info(bill: Bill, code: str, today: date) -> BillInfo:
     )
 
 
-def _bills_of(code: str) -> Select[tuple[Bill]]:
-    return select(Bill).join(Customer, Customer.id == Bill.customer_id).where(Customer.code == code)
+# Only the columns a BillInfo needs, as plain rows: no ORM objects on a turn's hot path.
+_BILL_COLUMNS = (
+    Bill.period,
+    Bill.kwh,
+    Bill.amount_before_vat,
+    Bill.vat_amount,
+    Bill.amount,
+    Bill.due_date,
+    Bill.status,
+    Bill.paid_at,
+)
 
 
-async def _fetch(query: Select[tuple[Bill]], code: str, today: date | None) -> list[BillInfo]:
+# The bills of the customer with code :code. Each lookup's statement is built once (bound
+# parameters), so a turn does no statement construction or cache-key work.
+_BILLS_OF = select(*_BILL_COLUMNS).join(Customer, Customer.id == Bill.customer_id).where(Customer.code == bindparam("code"))
+_LATEST = _BILLS_OF.order_by(Bill.period.desc()).limit(1)
+_FOR_PERIOD = _BILLS_OF.where(Bill.period == bindparam("period"))
+_UNPAID = _BILLS_OF.where(Bill.status == "unpaid").order_by(Bill.period)
+_HISTORY = _BILLS_OF.order_by(Bill.period.desc()).limit(bindparam("months"))
+
+
+async def _fetch(query: Select[Any], code: str, today: date | None, **params: Any) -> list[BillInfo]:
     day = today or today_vn()
-    async with read_scope() as session:
-        return [_bill_info(bill, code, day) for bill in await session.scalars(query)]
+    async with read_connection() as connection:
+        return [_bill_info(bill, code, day) for bill in await connection.execute(query, {"code": code, **params})]
 
 
 async def latest_bill(code: str, *, today: date | None = None) -> BillInfo | None:
     """The customer's most recent bill, paid or not. `today` overrides the overdue date."""
     code = normalize_customer_code(code)
-    bills = await _fetch(_bills_of(code).order_by(Bill.period.desc()).limit(1), code, today)
+    bills = await _fetch(_LATEST, code, today)
     return bills[0] if bills else None
 
 
@@ -72,15 +90,14 @@ async def bill_for_period(code: str, period: str, *, today: date | None = None) 
     """The bill for month `period` ('YYYY-MM'; ValueError if malformed), if there is one."""
     code = normalize_customer_code(code)
     wanted = str(Period.parse(period))
-    bills = await _fetch(_bills_of(code).where(Bill.period == wanted), code, today)
+    bills = await _fetch(_FOR_PERIOD, code, today, period=wanted)
     return bills[0] if bills else None
 
 
 async def unpaid_bills(code: str, *, today: date | None = None) -> list[BillInfo]:
     """The customer's unpaid bills, oldest first (the order in which they should be paid)."""
     code = normalize_customer_code(code)
-    query = _bills_of(code).where(Bill.status == "unpaid").order_by(Bill.period)
-    return await _fetch(query, code, today)
+    return await _fetch(_UNPAID, code, today)
 
 
 async def bill_history(code: str, months: int = 12, *, today: date | None = None) -> list[BillInfo]:
@@ -88,5 +105,4 @@ async def bill_history(code: str, months: int = 12, *, today: date | None = None
     if months < 1:
         raise ValueError(f"months must be at least 1, got {months}")
     code = normalize_customer_code(code)
-    query = _bills_of(code).order_by(Bill.period.desc()).limit(months)
-    return await _fetch(query, code, today)
+    return await _fetch(_HISTORY, code, today, months=months)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from backend import db
@@ -34,6 +35,14 @@ class TrackerStore(ABC):
     @abstractmethod
     async def delete(self, sender_id: str) -> None: ...
 
+    @abstractmethod
+    async def senders_with_events_before(self, timestamp: float) -> list[str]:
+        """Conversations holding an event older than `timestamp` (the retention purge)."""
+
+    @abstractmethod
+    async def drop_oldest(self, sender_id: str, count: int) -> None:
+        """Remove the first `count` events, atomically; later appends count from what is left."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
@@ -54,6 +63,12 @@ class InMemoryTrackerStore(TrackerStore):
     async def delete(self, sender_id: str) -> None:
         self._conversations.pop(sender_id, None)
 
+    async def senders_with_events_before(self, timestamp: float) -> list[str]:
+        return [s for s, events in self._conversations.items() if any(_time(e) < timestamp for e in events)]
+
+    async def drop_oldest(self, sender_id: str, count: int) -> None:
+        del self._conversations.get(sender_id, [])[:count]
+
 
 _APPEND_IF_LENGTH = """
 if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return -1 end
@@ -62,30 +77,106 @@ return redis.call('LLEN', KEYS[1])
 """
 
 
-class RedisTrackerStore(TrackerStore):
-    """One Redis list per conversation, `tracker:<sender>`; appends checked by a Lua script."""
+class _Decoded:
+    """A conversation's events as this process last read or wrote them, and the stored form of
+    the last one (what proves the cached prefix is still the stored one)."""
 
-    def __init__(self, redis: Redis, prefix: str = "tracker:") -> None:
+    __slots__ = ("events", "last_raw")
+
+    def __init__(self, events: list[dict[str, Any]], last_raw: bytes) -> None:
+        self.events = events
+        self.last_raw = last_raw
+
+
+class RedisTrackerStore(TrackerStore):
+    """One Redis list per conversation, `tracker:<sender>`; appends checked by a Lua script.
+
+    Decoding a whole conversation on every turn costs more the longer it gets, so the events
+    this process has seen are kept decoded (for the `cache_size` most recent conversations) and
+    a turn fetches only the tail other workers appended since. The list is append-only except
+    for `delete` and `drop_oldest`; either one changes the element at the cached length - 1
+    (gone, or a later event), which is checked in the same round trip, so a stale prefix is never
+    used: the whole list is read again instead."""
+
+    def __init__(self, redis: Redis, prefix: str = "tracker:", cache_size: int = 2000) -> None:
         self.redis = redis
         self.prefix = prefix
         self._append = redis.register_script(_APPEND_IF_LENGTH)
+        self.cache_size = cache_size
+        self._decoded: OrderedDict[str, _Decoded] = OrderedDict()
 
     def _key(self, sender_id: str) -> str:
         return self.prefix + sender_id
 
+    def _remember(self, sender_id: str, decoded: _Decoded) -> None:
+        self._decoded[sender_id] = decoded
+        self._decoded.move_to_end(sender_id)
+        while len(self._decoded) > self.cache_size:
+            self._decoded.popitem(last=False)
+
     async def retrieve(self, sender_id: str) -> list[dict[str, Any]]:
-        return [json.loads(raw) for raw in await self.redis.lrange(self._key(sender_id), 0, -1)]
+        key = self._key(sender_id)
+        cached = self._decoded.get(sender_id)
+        if cached is not None and cached.events:
+            known = len(cached.events)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.lindex(key, known - 1)
+                pipe.lrange(key, known, -1)
+                last, tail = await pipe.execute()
+            if last == cached.last_raw:
+                if tail:
+                    cached.events.extend(json.loads(raw) for raw in tail)
+                    cached.last_raw = tail[-1]
+                self._decoded.move_to_end(sender_id)
+                return list(cached.events)
+        raw_events = await self.redis.lrange(key, 0, -1)
+        events = [json.loads(raw) for raw in raw_events]
+        if raw_events:
+            self._remember(sender_id, _Decoded(events, raw_events[-1]))
+        else:
+            self._decoded.pop(sender_id, None)
+        return list(events)
 
     async def append(self, sender_id: str, events: list[dict[str, Any]], expected_length: int) -> None:
         if not events:
             return
         payload = [json.dumps(e, ensure_ascii=False) for e in events]
-        result = await self._append(keys=[self._key(sender_id)], args=[expected_length, *payload])
+        try:
+            result = await self._append(keys=[self._key(sender_id)], args=[expected_length, *payload])
+        except BaseException:
+            self._decoded.pop(sender_id, None)  # written or not: read it all next time
+            raise
         if int(result) < 0:
             raise StaleTrackerError(sender_id)
+        # Remember what was written, decoded from the stored form, exactly as a later read sees it.
+        cached = self._decoded.get(sender_id)
+        written = [json.loads(p) for p in payload]
+        if cached is not None and len(cached.events) == expected_length:
+            cached.events.extend(written)
+            cached.last_raw = payload[-1].encode()
+            self._decoded.move_to_end(sender_id)
+        elif expected_length == 0:
+            self._remember(sender_id, _Decoded(written, payload[-1].encode()))
+        else:
+            self._decoded.pop(sender_id, None)
 
     async def delete(self, sender_id: str) -> None:
+        self._decoded.pop(sender_id, None)
         await self.redis.delete(self._key(sender_id))
+
+    async def senders_with_events_before(self, timestamp: float) -> list[str]:
+        # A daily maintenance scan, never on a customer's turn. Events are appended in time
+        # order, so the first one of a list is its oldest.
+        found = []
+        async for key in self.redis.scan_iter(match=self.prefix + "*", count=500, _type="list"):
+            first = await self.redis.lindex(key, 0)
+            if first is not None and _time(json.loads(first)) < timestamp:
+                found.append(key.decode()[len(self.prefix) :] if isinstance(key, bytes) else key[len(self.prefix) :])
+        return found
+
+    async def drop_oldest(self, sender_id: str, count: int) -> None:
+        self._decoded.pop(sender_id, None)
+        await self.redis.ltrim(self._key(sender_id), count, -1)
 
 
 class SQLTrackerStore(TrackerStore):
@@ -124,3 +215,20 @@ class SQLTrackerStore(TrackerStore):
     async def delete(self, sender_id: str) -> None:
         async with db.session_scope() as session:
             await session.execute(delete(TrackerEvent).where(TrackerEvent.sender_id == sender_id))
+
+    async def senders_with_events_before(self, timestamp: float) -> list[str]:
+        async with db.read_scope() as session:
+            return list(await session.scalars(select(TrackerEvent.sender_id).where(TrackerEvent.timestamp < timestamp).distinct()))
+
+    async def drop_oldest(self, sender_id: str, count: int) -> None:
+        # Renumber what is left from 0 (appends check the last seq), through negative numbers so
+        # that no row ever takes a seq another row still holds (unique (sender_id, seq)).
+        mine = TrackerEvent.sender_id == sender_id
+        async with db.session_scope() as session:
+            await session.execute(delete(TrackerEvent).where(mine, TrackerEvent.seq < count))
+            await session.execute(update(TrackerEvent).where(mine).values(seq=count - TrackerEvent.seq - 1))
+            await session.execute(update(TrackerEvent).where(mine).values(seq=-TrackerEvent.seq - 1))
+
+
+def _time(e: dict[str, Any]) -> float:
+    return float(e.get("timestamp") or 0)

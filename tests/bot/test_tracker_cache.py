@@ -1,0 +1,78 @@
+"""The Redis tracker store keeps the events it has seen decoded in the process: what two workers
+(two stores on one Redis) read must still be exactly what is stored, whatever the other wrote."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.stores import RedisTrackerStore, StaleTrackerError
+from tests.conftest import REDIS_URL
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[tuple[RedisTrackerStore, RedisTrackerStore]]:
+    if not REDIS_URL:
+        pytest.skip("REDIS_URL not set")
+    client = Redis.from_url(REDIS_URL)
+    prefix = f"test-tracker-cache-{uuid.uuid4().hex}:"
+    yield RedisTrackerStore(client, prefix=prefix), RedisTrackerStore(client, prefix=prefix)
+    await client.aclose()
+
+
+def _events(n: int, start: int = 0) -> list[dict]:
+    return [{"event": "user", "text": f"message {i}", "timestamp": 1000.0 + i} for i in range(start, start + n)]
+
+
+async def test_each_worker_sees_what_the_other_appended(workers: tuple[RedisTrackerStore, RedisTrackerStore]) -> None:
+    a, b = workers
+    await a.append("chat", _events(3), 0)
+    assert await b.retrieve("chat") == _events(3)
+    await b.append("chat", _events(2, 3), 3)
+    assert await a.retrieve("chat") == _events(5)  # a had three cached: the two new ones come too
+    await a.append("chat", _events(1, 5), 5)
+    assert await b.retrieve("chat") == await a.retrieve("chat") == _events(6)
+
+
+async def test_a_stale_append_is_still_refused(workers: tuple[RedisTrackerStore, RedisTrackerStore]) -> None:
+    a, b = workers
+    await a.append("chat", _events(2), 0)
+    assert await b.retrieve("chat") == _events(2)
+    await a.append("chat", _events(1, 2), 2)
+    with pytest.raises(StaleTrackerError):
+        await b.append("chat", _events(1, 10), 2)
+    assert await b.retrieve("chat") == _events(3)
+
+
+async def test_a_conversation_deleted_and_started_again_elsewhere_is_read_anew(
+    workers: tuple[RedisTrackerStore, RedisTrackerStore],
+) -> None:
+    a, b = workers
+    await a.append("chat", _events(3), 0)
+    assert await a.retrieve("chat") == _events(3)
+    await b.delete("chat")
+    assert await a.retrieve("chat") == []
+    await a.append("chat", _events(2), 0)
+    await b.delete("chat")
+    await b.append("chat", _events(4, 100), 0)  # longer than what a cached, different events
+    assert await a.retrieve("chat") == _events(4, 100)
+
+
+async def test_dropping_the_oldest_events_elsewhere_is_noticed(workers: tuple[RedisTrackerStore, RedisTrackerStore]) -> None:
+    a, b = workers
+    await a.append("chat", _events(4), 0)
+    assert await a.retrieve("chat") == _events(4)
+    await b.drop_oldest("chat", 2)
+    await b.append("chat", _events(3, 4), 2)
+    assert await a.retrieve("chat") == _events(5, 2)
+
+
+async def test_events_read_back_are_what_a_fresh_read_gives(workers: tuple[RedisTrackerStore, RedisTrackerStore]) -> None:
+    """A tuple written comes back as a list, from the cache as from Redis."""
+    a, _ = workers
+    await a.append("chat", [{"event": "slot", "name": "pair", "value": (1, 2), "timestamp": 1.0}], 0)
+    fresh = RedisTrackerStore(a.redis, prefix=a.prefix)
+    assert await a.retrieve("chat") == await fresh.retrieve("chat") == [{"event": "slot", "name": "pair", "value": [1, 2], "timestamp": 1.0}]
