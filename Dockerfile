@@ -5,10 +5,14 @@
 #   docker build -t evn-care-bot .
 #   docker run --rm -p 5005:5005 evn-care-bot          # SQLite in /app/var, in-memory stores
 #   docker compose up --build                          # PostgreSQL + Redis, see docker-compose.yml
+#   deploy/: production-like stack (nginx, 2+ workers, migrate job), Kubernetes, Grafana
+#
+# Dependencies come from requirements.lock (exact versions with hashes); `deploy/lock.sh`
+# regenerates it after pyproject.toml changes.
 #
 # The NLU model is trained at build time into /app/models, so the container starts in seconds.
 # Project files and the model are owned by root and read-only for the service user; only
-# /app/var (the default SQLite database) is writable.
+# /app/var (the default SQLite database) and /tmp are written to.
 
 ############################
 # Builder: a venv with the project and its dependencies installed.
@@ -26,10 +30,11 @@ RUN python -m venv /opt/venv
 
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone, so this layer is reused while only code changes.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt
+# Dependencies first, from the lock file alone, so this layer is reused while only code changes.
+# Every pin carries its hashes: pip refuses a file that differs from the one that was locked.
+# requirements.lock is made by deploy/lock.sh from pyproject.toml (Python 3.11, linux).
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
 # Then the project itself. README.md is optional (pyproject names it; setuptools only warns if
 # it is missing); listing it as a wildcard next to a file that exists lets the build go on without it.
@@ -38,6 +43,7 @@ COPY bot/ bot/
 COPY nlu/ nlu/
 COPY actions/ actions/
 COPY backend/ backend/
+# --no-deps: everything it needs is installed above, at the locked versions.
 RUN pip install --no-cache-dir --no-deps . \
     && python -c "import bot, nlu, actions, backend"
 
@@ -54,6 +60,7 @@ ENV VIRTUAL_ENV=/opt/venv \
     PROJECT_DIR=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    MPLCONFIGDIR=/tmp/matplotlib \
     LOG_JSON=true
 
 RUN groupadd --system --gid 10001 bot \
@@ -65,9 +72,12 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY domain.yml config.yml endpoints.yml credentials.yml ./
 COPY data/ data/
+# The held-out NLU set: the quality gate of retraining (bot/nlu_training.py) evaluates on it.
+COPY tests/data/nlu_test.yml tests/data/nlu_test.yml
 
 # Train the NLU model now (scikit-learn, a few seconds, no downloads) so start-up only loads it.
-# /app/var holds the default SQLite database and is the only directory the service may write.
+# /app/var holds the default SQLite database and is the only directory the service may write
+# (besides /tmp: model archives fetched from the database, matplotlib's font cache).
 RUN python -m nlu train --data data/ --config config.yml --out models/ \
     && mkdir -p /app/var \
     && chown 10001:10001 /app/var
@@ -76,6 +86,11 @@ RUN python -m nlu train --data data/ --config config.yml --out models/ \
 USER 10001:10001
 
 EXPOSE 5005
+
+# aiohttp drains on SIGTERM (in-flight turns finish, `serve --grace` seconds at most); give the
+# container at least that long to stop (docker stop -t, compose stop_grace_period, Kubernetes
+# terminationGracePeriodSeconds).
+STOPSIGNAL SIGTERM
 
 # No curl in slim images: probe /health with Python's urllib (non-2xx or no answer -> exit 1).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \

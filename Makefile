@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo install serve shell train test lint bench clean
+.PHONY: demo install serve shell train test lint audit bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -34,7 +34,11 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/hadolint Dockerfile
+	VENV=$(VENV) bash deploy/lint.sh
+
+# Known vulnerabilities in requirements.lock (needs PyPI's JSON API; see deploy/audit.sh).
+audit: $(STAMP)
+	VENV=$(VENV) bash deploy/audit.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/turns.py --start both
