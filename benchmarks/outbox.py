@@ -25,12 +25,10 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -41,41 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-TOKEN = "7000001:BENCH_token"
-
-
-# -- the fake Telegram, in its own process (so it does not compete with the worker for the GIL)
-
-
-def _serve_fake(port_pipe: Any) -> None:
-    from tests.fakes.telegram import FakeTelegram
-
-    async def main() -> None:
-        fake = await FakeTelegram(TOKEN).start()
-        port_pipe.send(fake.port)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
-@contextlib.contextmanager
-def fake_telegram() -> Any:
-    parent, child = multiprocessing.Pipe()
-    process = multiprocessing.get_context("spawn").Process(target=_serve_fake, args=(child,), daemon=True)
-    process.start()
-    try:
-        if not parent.poll(30):
-            raise RuntimeError("the fake Telegram server did not start")
-        yield parent.recv()
-    finally:
-        process.terminate()
-        process.join(5)
-
-
-def fake_calls(port: int) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_fake/calls", timeout=30) as response:
-        return json.loads(response.read())
-
+from benchmarks._common import FAKE_TELEGRAM_TOKEN as TOKEN  # noqa: E402
+from benchmarks._common import fake_calls, fake_telegram  # noqa: E402  (the fake in its own process)
 
 # -- databases ----------------------------------------------------------------------------------
 

@@ -40,27 +40,35 @@ import contextlib
 import itertools
 import math
 import os
-import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import aiohttp
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run as `python benchmarks/turns.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import (  # noqa: E402
+    PROJECT_DIR,
+    BenchmarkError,
+    check_local_url,
+    free_port,
+    health_ok,
+    log_tail,
+    machine_line,
+    percentile,
+    run_bot_command,
+    stop_process,
+)
+
 WEBHOOK_PATH = "/webhooks/rest/webhook"
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 # The demo customers loaded by `python -m bot seed`: (customer code, phone on file).
 DEMO_CUSTOMERS = [
@@ -71,10 +79,6 @@ DEMO_CUSTOMERS = [
 # (message, text the reply must contain): an apology instead of a bill is an error too.
 FOLLOW_UPS = [("tiền điện tháng trước", "kWh"), ("tra cứu hóa đơn", "kWh"), ("giúp tôi với", "hóa đơn"), ("cảm ơn", "")]
 WARMUP_MESSAGES = ["xin chào", "help", "tra cứu hóa đơn", "cảm ơn"]
-
-
-class BenchmarkError(Exception):
-    """A problem that stops the benchmark (bad arguments, a server that does not start)."""
 
 
 # ----------------------------------------------------------------------------- the load
@@ -181,14 +185,6 @@ async def run_load(base_url: str, label: str, args: argparse.Namespace) -> LoadR
 # ----------------------------------------------------------------------------- the report
 
 
-def percentile(sorted_values: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an already sorted list (nan when empty)."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
 COLUMNS = [
     ("configuration", "<"),
     ("customers", ">"),
@@ -232,28 +228,7 @@ def render_table(results: list[LoadResult]) -> str:
     return "\n".join(lines)
 
 
-def machine_line() -> str:
-    return (
-        f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores; "
-        f"Python {platform.python_version()} ({platform.python_implementation()})"
-    )
-
-
 # ----------------------------------------------------------------------------- the server
-
-
-def check_local_url(url: str) -> str:
-    """`url` if it points at this machine; the benchmark never loads anything else."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or parts.hostname not in LOCAL_HOSTS:
-        raise BenchmarkError(f"--url must be http://127.0.0.1:<port> or http://localhost:<port>, got {url!r}")
-    return url
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_environment(config: str, tmpdir: Path) -> dict[str, str]:
@@ -284,46 +259,6 @@ def require_redis_postgres_env() -> None:
         )
     if not os.environ["DATABASE_URL"].startswith(("postgresql", "postgres")):
         print("warning: DATABASE_URL is not a PostgreSQL URL", file=sys.stderr)
-
-
-def run_bot_command(argv: list[str], env: dict[str, str], timeout: float) -> None:
-    """Run `python -m bot <argv>` to completion; raise with its output if it fails."""
-    command = [sys.executable, "-m", "bot", *argv]
-    try:
-        done = subprocess.run(
-            command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchmarkError(f"`python -m bot {' '.join(argv)}` did not finish in {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip()[-2000:]
-        raise BenchmarkError(f"`python -m bot {' '.join(argv)}` failed ({done.returncode}):\n{output}")
-
-
-def health_ok(base_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(base_url + "/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
-def log_tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
-    except OSError:
-        return ""
 
 
 @contextlib.contextmanager

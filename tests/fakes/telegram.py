@@ -7,6 +7,12 @@ be told to fail: `fail("sendMessage", 429, retry_after=1)`, `fail("sendMessage",
 
 python-telegram-bot posts form data whose non-string values are JSON, or multipart when a file
 is uploaded; both are decoded here so tests can look at `reply_markup` as a dict.
+
+With `limits=RateLimits()` it also enforces Telegram's flood limits on sends the way the real
+API does (429 "Too Many Requests: retry after N" with `parameters.retry_after`): at most
+`per_second` messages in any one-second window over all chats, and per chat a bucket of
+`chat_burst` messages refilled at `per_chat_per_second`. Refused calls are recorded with
+`throttled=True`; `GET /_fake/stats` counts calls, delivered messages and 429s.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -31,6 +38,7 @@ class Call:
     params: dict[str, Any]
     at: float = field(default_factory=time.monotonic)
     ok: bool = True  # False when the fake answered with a scripted failure
+    throttled: bool = False  # answered 429 because the bot sent faster than `limits` allow
 
     @property
     def chat_id(self) -> str | None:
@@ -45,6 +53,45 @@ class Call:
     def buttons(self) -> list[dict[str, Any]]:
         markup = self.params.get("reply_markup") or {}
         return [b for row in markup.get("inline_keyboard", []) for b in row]
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Telegram's limits for sending (about 30 messages/s per bot, about 1/s per chat, which
+    tolerates a short burst)."""
+
+    per_second: float = 30.0
+    per_chat_per_second: float = 1.0
+    chat_burst: float = 3.0
+
+
+class _Limiter:
+    """Decides whether a send is within `RateLimits`; if not, how many seconds to wait."""
+
+    def __init__(self, limits: RateLimits) -> None:
+        self.limits = limits
+        self._recent: deque[float] = deque()  # times of accepted sends in the last second
+        self._chats: dict[str, tuple[float, float]] = {}  # chat -> (tokens, at)
+
+    def retry_after(self, chat: str | None, now: float) -> float:
+        """0 if a send to `chat` now is allowed (and counts it), else the wait in seconds."""
+        while self._recent and now - self._recent[0] >= 1.0:
+            self._recent.popleft()
+        wait = 0.0
+        if self.limits.per_second > 0 and len(self._recent) >= self.limits.per_second:
+            wait = 1.0 - (now - self._recent[0])
+        tokens = self.limits.chat_burst
+        if chat is not None and self.limits.per_chat_per_second > 0:
+            left, at = self._chats.get(chat, (self.limits.chat_burst, now))
+            tokens = min(self.limits.chat_burst, left + (now - at) * self.limits.per_chat_per_second)
+            if tokens < 1:
+                wait = max(wait, (1 - tokens) / self.limits.per_chat_per_second)
+        if wait > 0:
+            return wait
+        self._recent.append(now)
+        if chat is not None and self.limits.per_chat_per_second > 0:
+            self._chats[chat] = (tokens - 1, now)
+        return 0.0
 
 
 @dataclass
@@ -64,9 +111,10 @@ def _decode(value: Any) -> Any:
 
 
 class FakeTelegram:
-    def __init__(self, token: str, *, port: int = 0) -> None:
+    def __init__(self, token: str, *, port: int = 0, limits: RateLimits | None = None) -> None:
         self.token = token
         self.port = port
+        self._limiter = _Limiter(limits) if limits is not None else None
         self.calls: list[Call] = []
         self.updates: deque[dict[str, Any]] = deque()
         self.webhook: dict[str, Any] | None = None
@@ -85,6 +133,7 @@ class FakeTelegram:
         app = web.Application(client_max_size=20 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get("/_fake/calls", self._dump)
+        app.router.add_get("/_fake/stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -161,6 +210,18 @@ class FakeTelegram:
             if failure.retry_after is not None:
                 body["parameters"] = {"retry_after": failure.retry_after}
             return web.json_response(body, status=failure.status)
+        if self._limiter is not None and method in SEND_METHODS:
+            wait = self._limiter.retry_after(call.chat_id, time.monotonic())
+            if wait > 0:
+                call.ok, call.throttled = False, True
+                seconds = max(1, math.ceil(wait))  # Telegram says whole seconds
+                body = {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": f"Too Many Requests: retry after {seconds}",
+                    "parameters": {"retry_after": seconds},
+                }
+                return web.json_response(body, status=429)
         return web.json_response({"ok": True, "result": await self._result(method, params)})
 
     async def _result(self, method: str, params: dict[str, Any]) -> Any:
@@ -190,7 +251,15 @@ class FakeTelegram:
 
     async def _dump(self, request: web.Request) -> web.Response:
         since = int(request.query.get("since", "0"))
-        return web.json_response([{"method": c.method, "params": c.params, "at": c.at, "ok": c.ok} for c in self.calls[since:]])
+        return web.json_response(
+            [{"method": c.method, "params": c.params, "at": c.at, "ok": c.ok, "throttled": c.throttled} for c in self.calls[since:]]
+        )
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        sends = [c for c in self.calls if c.method in SEND_METHODS]
+        return web.json_response(
+            {"calls": len(self.calls), "sent": sum(c.ok for c in sends), "throttled": sum(c.throttled for c in sends)}
+        )
 
 
 def _chat_id(value: Any) -> int | str:
