@@ -26,11 +26,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -198,6 +200,8 @@ class VerificationAttempt(Base):
         Index(
             "ix_verification_attempts_lookup", "channel", "sender_id", "customer_code", "created_at"
         ),
+        # The per-code throttle counts a code's failures from every chat (migration 0009).
+        Index("ix_verification_attempts_code", "customer_code", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -228,6 +232,7 @@ class TrackerEvent(Base):
 
 
 OUTBOX_STATUSES = ("pending", "sent", "failed")
+_PENDING = text("status = 'pending'")
 
 
 class OutboxMessage(Base):
@@ -243,6 +248,10 @@ class OutboxMessage(Base):
         CheckConstraint(_in_list("status", OUTBOX_STATUSES), name="status"),
         Index("ix_outbox_recipient", "channel", "recipient_id", "status"),
         Index("ix_outbox_due", "status", "next_attempt_at"),
+        # Only the pending rows (migration 0009): a chat's oldest pending row in one probe, and
+        # the pending rows in id order for `claim_due`, however many sent rows pile up.
+        Index("ix_outbox_pending_chat", "channel", "recipient_id", "id", postgresql_where=_PENDING, sqlite_where=_PENDING),
+        Index("ix_outbox_pending", "id", postgresql_where=_PENDING, sqlite_where=_PENDING),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -424,6 +433,7 @@ class ServiceRequestEvent(Base):
 
 
 INCIDENT_STATUSES = ("active", "restored")
+OPEN_INCIDENT = text("status = 'active' AND lapsed_at IS NULL")
 
 
 class OutageIncident(Base):
@@ -434,6 +444,9 @@ class OutageIncident(Base):
     __table_args__ = (
         CheckConstraint(_in_list("status", INCIDENT_STATUSES), name="status"),
         Index("ix_outage_incidents_area", "area_key", "status"),
+        # At most one incident per ward collects reports (migration 0009): concurrent first
+        # reports insert with ON CONFLICT DO NOTHING instead of locking each other out.
+        Index("ux_outage_incidents_open", "area_key", unique=True, postgresql_where=OPEN_INCIDENT, sqlite_where=OPEN_INCIDENT),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -448,6 +461,13 @@ class OutageIncident(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     expected_restore_at: Mapped[datetime | None] = mapped_column()
     restored_at: Mapped[datetime | None] = mapped_column()
+    # Kept in place by each report (migration 0009), so a report is one UPDATE, not a count.
+    report_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_report_at: Mapped[datetime | None] = mapped_column()
+    # Set when a reports-only incident went quiet for the grouping window and a new report
+    # opened another: it stays active (staff can still restore it and tell its reporters) but
+    # takes no more reports.
+    lapsed_at: Mapped[datetime | None] = mapped_column()
 
 
 class OutageReport(Base):
@@ -627,3 +647,117 @@ class ChannelToken(Base):
     refresh_lease_until: Mapped[datetime | None] = mapped_column()
     seed_fingerprint: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+NLU_KINDS = ("intent", "synonym", "regex", "lookup")
+INBOX_REASONS = ("fallback", "low_confidence", "escalation", "agent_correction")
+INBOX_STATUSES = ("open", "confirmed", "out_of_scope", "ignored")
+TRAIN_JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+
+
+class NluExample(Base):
+    """One line of the training data: an intent example (in Rasa's annotation syntax, e.g.
+    "tra [PE0400012345](customer_code)"), a synonym's surface form, a regex pattern or a lookup
+    element. `name` is the intent, synonym value, regex or lookup name; `file` and `position`
+    keep where the line lives in data/, so an export writes the same files back."""
+
+    __tablename__ = "nlu_examples"
+    __table_args__ = (
+        CheckConstraint(_in_list("kind", NLU_KINDS), name="kind"),
+        UniqueConstraint("kind", "name", "text"),
+        Index("ix_nlu_examples_kind_name", "kind", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
+    file: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NluInboxItem(Base):
+    """A customer message the bot may have misunderstood, waiting for an admin's decision.
+    `group_key` is the message reduced to its words (no accents, digits or codes), so
+    near-duplicates share one decision."""
+
+    __tablename__ = "nlu_inbox"
+    __table_args__ = (
+        CheckConstraint(_in_list("reason", INBOX_REASONS), name="reason"),
+        CheckConstraint(_in_list("status", INBOX_STATUSES), name="status"),
+        Index("ix_nlu_inbox_status_group", "status", "group_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    group_key: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(20))
+    conversation_id: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(20))
+    predicted_intent: Mapped[str | None] = mapped_column(String(100))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    # [{"name": ..., "confidence": ...}, ...] and Rasa-shaped entities, as the NLU returned them
+    ranking: Mapped[list[Any]] = mapped_column(JSON)
+    entities: Mapped[list[Any]] = mapped_column(JSON)
+    suggested_intent: Mapped[str | None] = mapped_column(String(100))
+    model_version: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    resolved_intent: Mapped[str | None] = mapped_column(String(100))
+    example_id: Mapped[int | None] = mapped_column(ForeignKey("nlu_examples.id", ondelete="SET NULL"))
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NluModelVersion(Base):
+    """A trained NLU model: the archive of its folder with a SHA-256 checksum (a worker refuses
+    an archive whose checksum does not match), and its evaluation on the held-out set."""
+
+    __tablename__ = "nlu_models"
+
+    version: Mapped[str] = mapped_column(String(100), primary_key=True)
+    archive: Mapped[bytes] = mapped_column(LargeBinary)
+    checksum: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    data_hash: Mapped[str] = mapped_column(String(64))
+    # accuracy, macro_f1, weighted_f1, per-intent report, confusion matrix, test data hash
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NluActivation(Base):
+    """Append-only history of which model version serves: the newest row is the active one, and
+    a rollback activates the one before it. An override of the quality gate keeps its reason."""
+
+    __tablename__ = "nlu_activations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(ForeignKey("nlu_models.version"), index=True)
+    activated_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(100))
+    override_reason: Mapped[str | None] = mapped_column(Text)
+    gate: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NluTrainJob(Base):
+    """A retraining started from the console or the CLI, run in a separate process; the console
+    shows `stage` and `progress` live."""
+
+    __tablename__ = "nlu_train_jobs"
+    __table_args__ = (CheckConstraint(_in_list("status", TRAIN_JOB_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(10), default="queued")
+    stage: Mapped[str] = mapped_column(String(100), default="")
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[str | None] = mapped_column(ForeignKey("nlu_models.version", ondelete="SET NULL"))
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()

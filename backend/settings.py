@@ -29,12 +29,29 @@ class Settings(BaseSettings):
         default="sqlite+aiosqlite:///var/bot.db",
         description="SQLAlchemy async URL; SQLite by default, postgresql+asyncpg:// in production.",
     )
+    # PostgreSQL connections per worker process: `serve --workers N` opens up to
+    # N x (size + overflow), which must stay under the server's max_connections (default 100).
+    database_pool_size: int = Field(default=15, ge=1, description="Connections each worker keeps open (PostgreSQL).")
+    database_max_overflow: int = Field(default=5, ge=0, description="Extra connections a worker may open at a peak.")
+    database_pool_recycle_seconds: int = Field(
+        default=1800, ge=60, description="A pooled connection older than this is replaced before use."
+    )
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset means in-memory tracker and lock stores."
     )
     project_dir: Path = Field(default=PROJECT_ROOT, description="Where domain.yml and data/ live.")
     models_dir: Path | None = Field(default=None, description="Trained NLU models (default: PROJECT_DIR/models).")
     hotline: str = Field(default="1900 1006", description="Customer-care hotline shown on fallback.")
+    nlu_test_data: Path | None = Field(
+        default=None, description="Held-out NLU file the quality gate evaluates on (default: tests/data/nlu_test.yml)."
+    )
+    nlu_inbox_threshold: float = Field(
+        default=0.5, ge=0, le=1, description="Messages whose top intent scores below this go to the NLU inbox."
+    )
+    nlu_watch_seconds: float = Field(
+        default=1.0, gt=0, description="How often a worker checks the database for a newly activated model "
+        "(with Redis it is told at once and checks every 10 s as well)."
+    )
     staff_api_token: SecretStr | None = Field(
         default=None, description="Bearer token of the staff HTTP API (/api/...); unset = API off."
     )
@@ -52,9 +69,18 @@ class Settings(BaseSettings):
     verification_chat_failures_per_hour: int = 10
     verification_code_failures_per_hour: int = 20
     verification_lock_minutes: int = 15
+    transcript_retention_days: int = Field(
+        default=365,
+        ge=0,
+        description="Conversation events and handoff transcripts older than this are deleted by "
+        "`python -m bot privacy purge` (run it daily); 0 keeps them forever.",
+    )
     lock_lifetime_seconds: float = 60.0
     log_level: str = "INFO"
     log_json: bool = False
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Bearer token GET /metrics requires (bot/metrics.py); unset = open."
+    )
 
     # Payments (backend/payments). The secrets are SecretStr so that they never show in a repr,
     # a log line or an error message.
@@ -120,6 +146,13 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(default=120.0, gt=0)
     outbox_max_attempts: int = Field(default=8, ge=1)
     webhook_dedupe_ttl_seconds: int = Field(default=2 * 24 * 3600, ge=60)
+    # Inbound rate limits (bot/ratelimit.py): "N/s", "N/min" or "N/h"; "off" = none. Client
+    # addresses in RATE_LIMIT_EXEMPT (loopback: probes, benchmarks, tests) are never limited;
+    # X-Forwarded-For is believed only from TRUSTED_PROXIES.
+    rate_limit_per_sender: str = Field(default="20/min", description="Messages per REST sender, Telegram chat or Zalo user.")
+    rate_limit_per_ip: str = Field(default="600/min", description="Requests per client address (IPv6: per /64).")
+    trusted_proxies: str = Field(default="127.0.0.1,::1", description="Comma-separated proxy addresses or networks.")
+    rate_limit_exempt: str = Field(default="127.0.0.0/8,::1", description="Comma-separated client addresses or networks.")
 
     @model_validator(mode="after")
     def _check_channels(self) -> Settings:

@@ -13,18 +13,22 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from backend.services.notifications import OutboxItem
+from backend.services.privacy import erases_conversation
 from bot.action_runner import ActionError, ActionRejected, ActionResult, ActionRunner
 from bot.channels.base import UserMessage
 from bot.domain import REQUESTED_SLOT, Domain
 from bot.forms import run_form
+from bot.metrics import TurnScope, observe_parse
 from bot.nlu_service import NLUService
+from bot.resilience import failure_response, recorded_replies
 from bot.rules import RulePolicy
 from bot.slot_mapping import custom_mapping_actions, extract_slots
-from bot.stores import LockStore, TrackerStore
+from bot.stores import LockStore, StaleTrackerError, TrackerStore
 from bot.tracker import ACTION_LISTEN, DialogueStateTracker, event
 
 log = logging.getLogger(__name__)
 MAX_ACTIONS_PER_TURN = 10
+TURN_ATTEMPTS = 3
 
 
 @dataclass
@@ -46,6 +50,13 @@ class HandoffHook(Protocol):
         back to the bot; returns the replies (none unless the customer went back)."""
 
 
+class InboxHook(Protocol):
+    """Collects messages the bot may have misunderstood for the NLU inbox (bot/nlu_admin.py)."""
+
+    async def after_turn(self, message: UserMessage, parse_data: dict[str, Any], *, escalated: bool, answering_form: bool) -> None:
+        """Called after every turn of a conversation the bot (not a person) handles."""
+
+
 class Agent:
     def __init__(
         self,
@@ -63,20 +74,39 @@ class Agent:
         self.tracker_store = tracker_store
         self.lock_store = lock_store
         self.handoff: HandoffHook | None = None  # set by the console when the app starts
+        self.inbox: InboxHook | None = None  # set by the NLU admin when the app starts
 
     # -- the turn --------------------------------------------------------------------------------
 
     async def handle_message(self, message: UserMessage) -> list[dict[str, Any]]:
-        """Process one message in order within its conversation; returns the bot's replies."""
+        """Process one message in order within its conversation; returns the bot's replies.
+
+        A turn whose write the tracker store refused (the conversation moved on: this worker
+        stalled past its lock's lifetime and another one took a turn) is run again on the new
+        history, so the message is neither lost nor interleaved with the other turn."""
+        with TurnScope(message.conversation_id, message.channel):  # metrics, and log records name the chat
+            if not message.text.strip():
+                return await self._reprompt(message.conversation_id, message.channel)
+            for _ in range(TURN_ATTEMPTS - 1):
+                try:
+                    return await self._turn(message)
+                except StaleTrackerError:
+                    log.warning("conversation %s: changed during the turn (lock lapsed); running it again", message.conversation_id)
+            return await self._turn(message)
+
+    async def _turn(self, message: UserMessage) -> list[dict[str, Any]]:
         conversation = message.conversation_id
-        if not message.text.strip():
-            return await self._reprompt(conversation, message.channel)
         async with self.lock_store.lock(conversation):
             stored = await self.tracker_store.retrieve(conversation)
+            replayed = recorded_replies(stored, message.channel, message.message_id)
+            if replayed is not None:  # a resend of a message already answered
+                return replayed
             tracker = DialogueStateTracker(conversation, self.domain.initial_slots(), stored)
             if self._session_expired(tracker) and not tracker.paused:  # a person has it: no reset
                 self._start_session(tracker)
+            answering_form, was_paused = tracker.active_loop is not None, tracker.paused
             parse_data = self.nlu.parse(message.text)
+            observe_parse(parse_data, message.text)
             tracker.update(
                 event(
                     "user",
@@ -95,7 +125,14 @@ class Agent:
                     await self.handoff.paused(tracker)
             elif self.handoff is not None:
                 messages += await self.handoff.paused_message(tracker, message)
-            await self.tracker_store.append(conversation, tracker.events[len(stored) :], len(stored))
+            new_events = tracker.events[len(stored) :]
+            if erases_conversation(new_events):  # the customer had their data deleted: forget it all
+                await self.tracker_store.delete(conversation)
+            else:
+                await self.tracker_store.append(conversation, new_events, len(stored))
+        if self.inbox is not None and not was_paused:  # after the lock: the next turn need not wait
+            escalated = tracker.paused and parse_data["intent"].get("name") != "talk_to_human"
+            await self.inbox.after_turn(message, parse_data, escalated=escalated, answering_form=answering_form)
         return messages
 
     async def _reprompt(self, conversation: str, channel: str) -> list[dict[str, Any]]:
@@ -193,6 +230,9 @@ class Agent:
         except (ActionError, ActionRejected):
             log.exception("form %s failed", form)
             return self._failure(tracker, channel)
+        except Exception as exc:  # a validator's bug, or the database away: an apology, not a crash
+            log.exception("form %s raised", form)
+            return self._failure(tracker, channel, failure_response(exc))
         if result.rejected:
             return _Outcome(rejected=True)
         slots = _slots_after(tracker.slots, result.events)
@@ -206,14 +246,14 @@ class Agent:
         except ActionError:
             log.exception("action %s failed", action)
             return self._failure(tracker, channel)
-        except Exception:  # an action's bug must not take the conversation down with it
+        except Exception as exc:  # an action's bug (or an outage) must not take the conversation down with it
             log.exception("action %s raised", action)
-            return self._failure(tracker, channel)
+            return self._failure(tracker, channel, failure_response(exc))
         slots = _slots_after(tracker.slots, result.events)
         return _Outcome(events=result.events, messages=self._render_all(result.responses, slots, channel))
 
-    def _failure(self, tracker: DialogueStateTracker, channel: str) -> _Outcome:
-        return _Outcome(messages=self.domain.render("utter_error", tracker.slots, channel))
+    def _failure(self, tracker: DialogueStateTracker, channel: str, response: str = "utter_error") -> _Outcome:
+        return _Outcome(messages=self.domain.render(response, tracker.slots, channel))
 
     def _render_all(self, responses: list[dict[str, Any]], slots: dict[str, Any], channel: str) -> list[dict[str, Any]]:
         """Action responses become messages; `response: utter_x` is rendered from the domain."""

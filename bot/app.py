@@ -13,7 +13,13 @@ from bot.channels.platforms import register_platform_channels
 from bot.channels.rest import RestInput, bad_request
 from bot.charts import register_chart_routes
 from bot.console import register_console
+from bot.metrics import observe_requests, register_metrics
+from bot.nlu_admin import register_nlu_admin
+from bot.openapi import register_openapi
 from bot.payments_web import register_payment_routes
+from bot.ratelimit import ip_rate_limit, register_rate_limits
+from bot.readiness import register_readiness
+from bot.resilience import register_resilience
 from bot.runtime import Runtime, build_runtime
 from bot.staff_api import register_staff_api
 
@@ -56,7 +62,8 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> web.Application:
     settings = settings or get_settings()
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[observe_requests, json_errors, ip_rate_limit])
+    register_rate_limits(app, settings)  # per address (the middleware) and per sender (the channels)
 
     async def start(app: web.Application) -> None:
         await db.require_current_schema()
@@ -67,8 +74,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
-    register_console(app, lambda: app[RUNTIME].agent, lambda: app[RUNTIME].endpoints.redis)
+    register_resilience(app)  # 503 + Retry-After on outages and while draining; tariffs kept in memory
+    register_console(app, lambda: app[RUNTIME].agent, lambda: app[RUNTIME].endpoints.redis, settings)
+    register_nlu_admin(app, settings, lambda: app[RUNTIME].agent, lambda: app[RUNTIME].endpoints.redis)  # inbox, model rollout
     app.router.add_get("/health", health)
+    register_readiness(app, lambda: app.get(RUNTIME))  # /ready: database, Redis, NLU model
+    register_metrics(app, settings, lambda: app[RUNTIME].agent.nlu.model.meta.id if RUNTIME in app else None)
     register_staff_api(app, settings)
     register_chart_routes(app)
     register_payment_routes(app)
@@ -76,4 +87,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         channel.register(app, lambda: app[RUNTIME].agent)
     register_platform_channels(app, settings, lambda: app[RUNTIME].agent)  # Telegram, Zalo, outbox worker
     app.router.add_post("/model/parse", model_parse)
+    register_openapi(app)
     return app

@@ -2,44 +2,37 @@
 
     python -m bot db upgrade
     python -m bot seed
-    python -m bot serve [--host 127.0.0.1] [--port 5005]
+    python -m bot serve [--host 127.0.0.1] [--port 5005] [--workers 1] [--grace 30]
     python -m bot shell
     python -m bot telegram set-webhook --url URL | delete-webhook | poll
     python -m bot staff create NAME --role agent|admin
+    python -m bot privacy purge [--dry-run]
+    python -m bot nlu export|import|retrain, model list|activate VERSION|rollback, inbox list|export
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from typing import Any
 
 from backend.db import SchemaOutOfDate
+from backend.services.nlu_data import NluDataError
 from backend.settings import get_settings
+from bot.admin_cli import add_admin_commands
 from bot.channels.base import OutputChannel
 from bot.config_files import ConfigFileError
+from bot.observability import configure_logging
 from nlu.training_data import TrainingDataError
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name, "message": record.getMessage()}
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
 def setup_logging() -> None:
+    """JSON lines with LOG_JSON; every record carries its request and conversation ids and is
+    scrubbed of phone numbers (bot/observability.py)."""
     settings = get_settings()
-    handler = logging.StreamHandler()
-    if settings.log_json:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+    configure_logging(settings.log_level, settings.log_json)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin
 
 
@@ -56,9 +49,14 @@ def _cmd_seed(args: argparse.Namespace) -> int:
     from backend.seed import seed_demo
 
     async def run() -> None:
+        from backend.services import nlu_data
+
         db.configure(get_settings().database_url)
         try:
             await seed_demo()
+            if not await nlu_data.has_data():  # the admin console edits the training data in the database
+                await nlu_data.import_files(get_settings().project_dir / "data", nlu_data.Actor("seed"))
+                print("training data imported from data/")
         finally:
             await db.dispose()
 
@@ -68,13 +66,9 @@ def _cmd_seed(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
+    from bot.server import serve
 
-    from bot.app import create_app
-
-    print(f"serving on http://{args.host}:{args.port} (REST: POST /webhooks/rest/webhook)", flush=True)
-    web.run_app(create_app(), host=args.host, port=args.port, print=None, access_log=None)
-    return 0
+    return serve(args.host, args.port, args.workers, args.grace, get_settings(), reuse_port=args.reuse_port)
 
 
 class _TerminalOutput(OutputChannel):
@@ -192,6 +186,14 @@ def _cmd_telegram(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_privacy(args: argparse.Namespace) -> int:
+    from bot.privacy import run_purge
+
+    for line in asyncio.run(run_purge(get_settings(), dry_run=args.dry_run)):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="EVN customer-care chatbot service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -202,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve = sub.add_parser("serve", help="run the HTTP server")
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--port", type=int, default=5005)
+    p_serve.add_argument("--workers", type=int, default=1, help="worker processes on the port (more than 1 needs PostgreSQL + Redis)")
+    p_serve.add_argument("--grace", type=float, default=30.0, help="seconds in-flight requests get to finish on SIGTERM")
+    p_serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set by the supervisor
     p_serve.set_defaults(func=_cmd_serve)
     sub.add_parser("shell", help="chat with the bot in the terminal").set_defaults(func=_cmd_shell)
     p_staff = sub.add_parser("staff", help="agent console accounts")
@@ -226,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_poll.add_argument("--host", default="127.0.0.1")
     p_poll.add_argument("--port", type=int, default=5005)
     p_poll.set_defaults(func=_cmd_telegram)
+    add_admin_commands(sub)  # nlu export|import|retrain, model list|activate|rollback, inbox list|export
+    p_privacy = sub.add_parser("privacy", help="personal data retention")
+    privacy_sub = p_privacy.add_subparsers(dest="privacy_command", required=True)
+    p_purge = privacy_sub.add_parser("purge", help="delete transcripts older than TRANSCRIPT_RETENTION_DAYS (run daily)")
+    p_purge.add_argument("--dry-run", action="store_true", help="count what would go, change nothing")
+    p_purge.set_defaults(func=_cmd_privacy)
     return parser
 
 
@@ -234,6 +245,6 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         return args.func(args)
-    except (ConfigFileError, TrainingDataError, SchemaOutOfDate) as exc:
+    except (ConfigFileError, TrainingDataError, SchemaOutOfDate, NluDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

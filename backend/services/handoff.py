@@ -12,6 +12,7 @@ module only keeps the queue.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any, Literal
@@ -269,6 +270,16 @@ async def _lock_staff(session: AsyncSession, staff_id: int) -> StaffUser:
     return row
 
 
+# Called (synchronously, after the commit) with each claimed handoff; the bot's metrics observe
+# the wait. The backend stays free of any metrics library.
+_claim_listeners: list[Callable[[HandoffInfo], None]] = []
+
+
+def add_claim_listener(listener: Callable[[HandoffInfo], None]) -> None:
+    if listener not in _claim_listeners:
+        _claim_listeners.append(listener)
+
+
 async def claim(handoff_id: int, agent: StaffInfo) -> HandoffInfo:
     """Take a waiting (or callback) conversation. Raises HandoffError('taken') when someone else
     got it first and HandoffError('cap') when the agent already has `max_chats` open."""
@@ -285,7 +296,10 @@ async def claim(handoff_id: int, agent: StaffInfo) -> HandoffInfo:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise HandoffError("taken", "this conversation is no longer waiting")
         _audit(session, agent.id, "claimed", handoff_id)
-        return await _info(session, await session.get_one(Handoff, handoff_id))
+        claimed = await _info(session, await session.get_one(Handoff, handoff_id))
+    for listener in list(_claim_listeners):
+        listener(claimed)
+    return claimed
 
 
 async def transfer(handoff_id: int, by: StaffInfo, to_staff_id: int) -> HandoffInfo:
@@ -362,7 +376,7 @@ async def waiting_count() -> int:
 
 __all__ = [
     "Escalation", "HandoffError", "HandoffInfo", "NoteInfo", "AuditInfo", "OPEN_STATUSES", "RESOLUTIONS",
-    "add_note", "audit_log", "can_view", "cancel_by_customer", "claim", "escalate", "get_handoff",
+    "add_claim_listener", "add_note", "audit_log", "can_view", "cancel_by_customer", "claim", "escalate", "get_handoff",
     "list_handoffs", "notes", "open_handoff", "record_customer_message", "resolve", "transfer",
     "waiting_count", "within_business_hours",
 ]
