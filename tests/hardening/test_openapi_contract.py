@@ -42,6 +42,10 @@ CONFIG = {
     }
 }
 
+# The platforms' webhooks acknowledge an update they cannot read (200, logged and dropped), as
+# their descriptions say: a 4xx would only make Telegram or Zalo deliver it again and again.
+ACKNOWLEDGE_UNREADABLE = ("/webhooks/telegram", "/webhooks/zalo")
+
 # Routes the description leaves out on purpose (its `info.description` says so): the agent
 # console's pages and the description itself.
 LEFT_OUT = ("/console", "/openapi.")
@@ -55,7 +59,7 @@ def test_every_operation_keeps_its_contract(case: schemathesis.Case, live: LiveA
     case.call_and_validate(
         base_url=live.url,
         headers=auth_headers(case.path),
-        checks=CHECKS,
+        checks=[c for c in CHECKS if c is not negative_data_rejection] if case.path in ACKNOWLEDGE_UNREADABLE else CHECKS,
         timeout=TIME_BOUND_SECONDS,
         allow_redirects=False,
     )
