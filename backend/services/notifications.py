@@ -36,6 +36,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -95,6 +96,9 @@ async def enqueue(session: AsyncSession, notification: Notification) -> None:
     await session.execute(statement.on_conflict_do_nothing(index_elements=["dedupe_key"]))
 
 
+BULK_ANALYZE_ROWS = 500  # outbox rows added at once that make the statistics worth refreshing
+
+
 async def enqueue_to_each(
     session: AsyncSession, chats: Select[Any], *, kind: str, response: str, values: dict[str, Any], dedupe_prefix: str
 ) -> int:
@@ -120,7 +124,13 @@ async def enqueue_to_each(
     columns = ["channel", "recipient_id", "kind", "payload", "language", "status", "attempts", "next_attempt_at", "dedupe_key", "created_at"]
     statement = (await upsert_insert(session, OutboxMessage)).from_select(columns, rows)
     result = await session.execute(statement.on_conflict_do_nothing(index_elements=["dedupe_key"]))
-    return result.rowcount or 0
+    added = result.rowcount or 0
+    if added >= BULK_ANALYZE_ROWS and session.bind.dialect.name == "postgresql":
+        # Fresh statistics before the outbox workers claim: planned on the stale ones (a table
+        # "of a few rows" that now holds ten thousand pending), the claim's head check became a
+        # nested loop over every pending row, tens of seconds per claim.
+        await session.execute(sql_text("ANALYZE outbox"))
+    return added
 
 
 async def notify(notification: Notification) -> None:
