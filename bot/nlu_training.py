@@ -89,9 +89,7 @@ async def run_job(job_id: int, settings: Settings) -> str | None:
         await ensure_evaluated(await nlu_models.active_version(), settings, metrics["test_hash"])
         await stage("saving the new version", 90)
         job = await nlu_models.get_job(job_id)
-        actor = Actor("retrain", None)
-        if job is not None:
-            actor = Actor(f"job {job_id}", await _requester(job_id))
+        actor = Actor(f"job {job_id}", job.requested_by if job else None)
         with tempfile.TemporaryDirectory(prefix="nlu-job-") as tmp:
             folder = model.save(Path(tmp) / model.meta.id)
             info = await nlu_models.register(folder, actor, metrics)
@@ -101,15 +99,6 @@ async def run_job(job_id: int, settings: Settings) -> str | None:
         log.exception("retraining job %s failed", job_id)
         await nlu_models.update_job(job_id, status="failed", stage="failed", error=str(exc)[:2000])
         return None
-
-
-async def _requester(job_id: int) -> int | None:
-    from backend.db import read_scope
-    from backend.models import NluTrainJob
-
-    async with read_scope() as session:
-        row = await session.get(NluTrainJob, job_id)
-        return row.requested_by if row else None
 
 
 async def ensure_evaluated(version: str | None, settings: Settings, test_hash: str | None = None) -> None:

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, select
 
 from backend.clock import utcnow
 from backend.db import read_scope, session_scope
@@ -220,16 +220,6 @@ async def has_data() -> bool:
         return bool(await session.scalar(select(func.count()).select_from(NluExample)))
 
 
-async def data_fingerprint() -> str:
-    """Changes whenever any line changes: lets the console say "the data changed since"."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for line in await all_lines():
-        digest.update(f"{line.file}\0{line.kind}\0{line.name}\0{line.text}\n".encode())
-    return digest.hexdigest()
-
-
 # -- browsing --------------------------------------------------------------------------------------
 
 
@@ -348,13 +338,3 @@ async def remove(example_id: int, actor: Actor) -> None:
             raise NluDataError(f"no training line #{example_id}")
         audit(session, actor, "nlu_example_delete", id=row.id, kind=row.kind, name=row.name, text=row.text)
         await session.delete(row)
-
-
-async def search_any(text: str, limit: int = 50) -> list[ExampleInfo]:
-    """Lines whose text or name contains `text` (as typed), across all kinds."""
-    like = f"%{text}%"
-    async with read_scope() as session:
-        rows = await session.scalars(
-            select(NluExample).where(or_(NluExample.text.ilike(like), NluExample.name.ilike(like))).order_by(NluExample.position).limit(limit)
-        )
-        return [_info(r) for r in rows]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from backend.clock import utcnow
 from backend.db import read_scope, session_scope
@@ -292,16 +292,6 @@ async def _add_example(session: Any, intent: str, line: str, actor: Actor) -> in
     if existing:
         return int(existing)
     return (await nlu_data.add("intent", intent, line, actor, session=session)).id
-
-
-async def reopen(item_ids: Iterable[int], actor: Actor) -> int:
-    ids = list(item_ids)
-    async with session_scope() as session:
-        result = await session.execute(
-            update(NluInboxItem).where(NluInboxItem.id.in_(ids)).values(status="open", resolved_intent=None, decided_by=None, decided_at=None)
-        )
-        audit(session, actor, "nlu_inbox_reopen", items=len(ids))
-        return int(result.rowcount or 0)
 
 
 async def export_rows(status: str | None = "open", reveal_text: bool = False, actor: Actor | None = None) -> list[dict[str, Any]]:

@@ -101,6 +101,7 @@ class JobInfo:
     version: str | None
     created_at: datetime
     finished_at: datetime | None
+    requested_by: int | None = None
 
     @property
     def done(self) -> bool:
@@ -304,7 +305,7 @@ async def rollback(actor: Actor) -> str:
 
 
 def _job(row: NluTrainJob) -> JobInfo:
-    return JobInfo(row.id, row.status, row.stage, row.progress, row.error, row.version, row.created_at, row.finished_at)
+    return JobInfo(row.id, row.status, row.stage, row.progress, row.error, row.version, row.created_at, row.finished_at, row.requested_by)
 
 
 async def create_job(actor: Actor) -> tuple[JobInfo, bool]:
