@@ -13,8 +13,10 @@ restored, agents' messages from the console) is an outbox row first. One worker 
   error or after `max_attempts`. A retry holds back the chat's later messages (order), a
   permanent failure does not.
 
-A worker that dies mid-send leaves leased rows; when the lease expires another worker (or
-this one after a restart) claims and sends them again: at-least-once. Neither Telegram nor
+While a worker holds rows (its sends may queue behind the platform's rate limit) it renews
+their leases every third of the lease, and it never starts a send on a lease older than 80 %
+of its length. A worker that dies mid-send leaves leased rows; when the lease expires another
+worker (or this one after a restart) claims and sends them again: at-least-once. Neither Telegram nor
 Zalo accepts an idempotency key on sends, so a message whose send succeeded just before the
 crash, and was not yet recorded, is sent twice; the window is one HTTP call per chat.
 """
@@ -160,6 +162,10 @@ class OutboxWorker:
         self._loop_task: asyncio.Task[None] | None = None
         self._chats: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._settler = _Settler(self.worker_id)
+        # Rows claimed and not yet settled -> time.monotonic() when their lease was last secured
+        # (taken before the claim or renewal started, so it errs early).
+        self._held: dict[int, float] = {}
+        self._renew_task: asyncio.Task[None] | None = None
         self.delivered = 0  # messages sent since start (for logs and the benchmark)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -172,6 +178,7 @@ class OutboxWorker:
     async def start(self) -> None:
         self._settler.start()
         self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="outbox-worker")
+        self._renew_task = asyncio.get_running_loop().create_task(self._renew(), name="outbox-lease-renewal")
         notifications.add_listener(self.wake)
         log.info("outbox worker %s started for %s", self.worker_id, ", ".join(sorted(self.senders)))
 
@@ -189,6 +196,10 @@ class OutboxWorker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._renew_task is not None:
+            self._renew_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renew_task
         await self._settler.stop()
         try:
             released = await notifications.release_claims(self.worker_id)
@@ -206,9 +217,7 @@ class OutboxWorker:
             claimed: list[OutboxItem] = []
             if free > 0:
                 try:
-                    claimed = await notifications.claim_due(
-                        self.senders, self.worker_id, max_chats=free, per_chat=self.per_chat, lease_seconds=self.lease_seconds
-                    )
+                    claimed = await self._claim(free)
                 except Exception:
                     log.exception("outbox worker %s: claiming failed; retrying after the poll interval", self.worker_id)
             self._start_chats(claimed)
@@ -221,16 +230,44 @@ class OutboxWorker:
 
     async def run_once(self) -> int:
         """Claim once and deliver what was claimed (tests and tools); returns the rows handled."""
-        claimed = await notifications.claim_due(
-            self.senders, self.worker_id, max_chats=self.max_chats, per_chat=self.per_chat, lease_seconds=self.lease_seconds
-        )
+        claimed = await self._claim(self.max_chats)
         groups = [list(g) for _, g in itertools.groupby(claimed, key=lambda i: (i.channel, i.recipient_id))]
         results = await asyncio.gather(*(self._deliver_chat(items) for items in groups))
         for outcomes in results:
             await notifications.settle(
                 self.worker_id, sent=outcomes.sent, retry=outcomes.retry, failed=outcomes.failed, released=outcomes.released
             )
+        self._forget(claimed)
         return len(claimed)
+
+    async def _claim(self, max_chats: int) -> list[OutboxItem]:
+        secured = time.monotonic()
+        claimed = await notifications.claim_due(
+            self.senders, self.worker_id, max_chats=max_chats, per_chat=self.per_chat, lease_seconds=self.lease_seconds
+        )
+        for item in claimed:
+            self._held[item.id] = secured
+        return claimed
+
+    def _forget(self, items: Iterable[OutboxItem]) -> None:
+        for item in items:
+            self._held.pop(item.id, None)
+
+    async def _renew(self) -> None:
+        """Keep the leases of the rows this worker still holds."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            if not self._held:
+                continue
+            secured = time.monotonic()
+            try:
+                renewed = await notifications.extend_leases(self.worker_id, list(self._held), self.lease_seconds)
+            except Exception:
+                log.exception("outbox worker %s: could not renew its leases (sends stop at 80 %% of the lease)", self.worker_id)
+                continue
+            for outbox_id in renewed:
+                if outbox_id in self._held:
+                    self._held[outbox_id] = secured
 
     def _start_chats(self, claimed: list[OutboxItem]) -> None:
         for chat, group in itertools.groupby(claimed, key=lambda i: (i.channel, i.recipient_id)):
@@ -248,17 +285,20 @@ class OutboxWorker:
             self._wake.set()
 
     async def _chat(self, items: list[OutboxItem]) -> None:
-        outcomes = await self._deliver_chat(items)
-        await self._settler.add(outcomes)
+        try:
+            outcomes = await self._deliver_chat(items)
+            await self._settler.add(outcomes)
+        finally:
+            self._forget(items)
 
     async def _deliver_chat(self, items: list[OutboxItem]) -> _Outcomes:
         """Send one chat's claimed rows in order; stop at the first that must wait."""
         outcomes = _Outcomes()
         sender = self.senders[items[0].channel]
         # Never send on a lease that may have run out: another worker could be sending too.
-        deadline = time.monotonic() + self.lease_seconds * 0.8
+        margin = self.lease_seconds * 0.8
         for position, item in enumerate(items):
-            if time.monotonic() > deadline:
+            if time.monotonic() > self._held.get(item.id, time.monotonic()) + margin:
                 outcomes.released += [i.id for i in items[position:]]
                 break
             try:

@@ -399,6 +399,22 @@ async def settle(
     return updated
 
 
+async def extend_leases(worker: str, ids: Sequence[int], lease_seconds: float) -> list[int]:
+    """Renew `worker`'s leases on `ids` (still pending, still its own) for `lease_seconds` from
+    now: a worker whose sends wait on the platform's rate limit keeps its rows instead of
+    letting another worker claim and send them a second time. Returns the ids renewed."""
+    if not ids:
+        return []
+    async with session_scope() as session:
+        result = await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(list(ids)), OutboxMessage.claimed_by == worker, OutboxMessage.status == "pending")
+            .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+            .returning(OutboxMessage.id)
+        )
+        return [int(i) for i in result.scalars()]
+
+
 async def release_claims(worker: str) -> int:
     """Hand back every pending message `worker` still holds (a clean shutdown), so another
     worker or the restart sends them at once instead of after the lease."""

@@ -385,12 +385,28 @@ class _Bucket:
         return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
 
 
+async def _reserve(bucket: _Bucket) -> None:
+    """Take the bucket's next token, waiting until it is due (the tokens go below zero for the
+    waiters queued ahead)."""
+    now = time.monotonic()
+    bucket.refill(now)
+    bucket.tokens -= 1
+    if bucket.tokens < 0:
+        due = now - bucket.tokens / bucket.rate  # a time, not a delay: the queue keeps its order
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+
 class RateLimiter:
     """Token buckets: one for the whole platform (`per_second`, e.g. Telegram's ~30 messages/s)
     and one per chat (`per_chat_per_second` after a small `burst`, e.g. 1/s after 3, which
     Telegram tolerates). The platform bucket holds a single token: messages are spaced 1/rate
     apart, so no one-second window exceeds the rate. A rate of 0 means no limit. Per process:
-    with N worker processes give each 1/N of the platform's budget."""
+    with N worker processes give each 1/N of the platform's budget.
+
+    First come, first served: each message reserves the next token of its chat's bucket, then
+    of the platform's, and sleeps until that token is due, so no message waits behind ones that
+    came after it. (Waiters that slept and raced for the next token let an unlucky message lose
+    that race for minutes in a backlog, past its outbox lease.)"""
 
     def __init__(self, per_second: float, per_chat_per_second: float, burst: int = 3) -> None:
         self.per_second = per_second
@@ -402,20 +418,11 @@ class RateLimiter:
 
     async def wait(self, chat: str) -> None:
         """Return when one more message to `chat` is allowed (and count it)."""
-        while True:
-            now = time.monotonic()
-            bucket = self._chat_bucket(chat, now)
-            delay = max(
-                self._global.wait_time(now) if self._global else 0.0,
-                bucket.wait_time(now) if bucket else 0.0,
-            )
-            if delay <= 0:
-                if self._global:
-                    self._global.tokens -= 1
-                if bucket:
-                    bucket.tokens -= 1
-                return
-            await asyncio.sleep(delay)
+        bucket = self._chat_bucket(chat, time.monotonic())
+        if bucket is not None:
+            await _reserve(bucket)
+        if self._global is not None:
+            await _reserve(self._global)
 
     def _chat_bucket(self, chat: str, now: float) -> _Bucket | None:
         if self.per_chat <= 0:

@@ -82,6 +82,24 @@ async def test_global_limit_covers_all_chats_without_bursting() -> None:
     assert max(sum(1 for t in stamps if start <= t < start + 0.1) for start in stamps) <= 11
 
 
+async def test_global_limit_serves_waiters_in_arrival_order() -> None:
+    """With a backlog, no message waits behind ones that came after it (a racing limiter let
+    unlucky messages wait for minutes, past their outbox lease)."""
+    limiter = RateLimiter(per_second=50, per_chat_per_second=0)
+    order: list[int] = []
+
+    async def send(n: int) -> None:
+        await limiter.wait(f"chat-{n}")
+        order.append(n)
+
+    tasks = []
+    for n in range(30):
+        tasks.append(asyncio.create_task(send(n)))
+        await asyncio.sleep(0)  # each queues before the next arrives
+    await asyncio.gather(*tasks)
+    assert order == list(range(30))
+
+
 # -- dedupe / shared store ------------------------------------------------------------------
 
 

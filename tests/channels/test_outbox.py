@@ -202,6 +202,31 @@ async def test_rate_limits_space_the_messages(backend_db: str, fake: FakeTelegra
     assert time.monotonic() - started >= 0.45  # 5 waits of 0.1 s after the first message
 
 
+async def test_rows_queued_behind_the_rate_limit_keep_their_lease(backend_db: str, fake: FakeTelegram, sender: TelegramSender) -> None:
+    """A storm: worker A holds more messages than the rate lets it send within one lease. It
+    renews its leases, so worker B, polling all along, never claims them: each chat hears once."""
+    chats = [str(520 + n) for n in range(5)]
+    for chat in chats:
+        await notifications.enqueue_messages("telegram", chat, [{"text": f"có điện lại {chat}"}])
+    slow = TelegramSender(sender.bot, RateLimiter(per_second=2.5, per_chat_per_second=0), sender.payloads)
+    a = worker(slow, "w-slow", lease_seconds=0.6)  # 5 messages at 2.5/s: 1.6 s, past the lease
+    b = worker(sender, "w-idle", lease_seconds=30)
+    await running(a)
+    await asyncio.sleep(0.1)  # A claims first
+    await running(b)
+    try:
+        await fake.wait_for(lambda: len(fake.sent()) >= len(chats), within=10)
+        await asyncio.sleep(0.8)  # a second send would come now
+    finally:
+        await a.stop()
+        await b.stop()
+    assert sorted(str(c.chat_id) for c in fake.sent()) == chats  # once each
+    assert (a.delivered, b.delivered) == (len(chats), 0)
+    for chat in chats:
+        [only] = await ids(chat)
+        assert (await row(only)).status == "sent" and (await row(only)).attempts == 1
+
+
 def test_backoff_grows_and_is_capped() -> None:
     assert 0.8 <= backoff_seconds(1) <= 1.2
     assert 6.4 <= backoff_seconds(4) <= 9.6
