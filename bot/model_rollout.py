@@ -21,6 +21,7 @@ from backend.services import nlu_models
 from backend.services.nlu_data import Actor
 from bot.nlu_service import NLUService
 from bot.nlu_training import load_version
+from bot.tasks import stop_task
 
 log = logging.getLogger(__name__)
 CHANNEL = "nlu:model"
@@ -61,6 +62,7 @@ class ModelWatcher:
         self._refused: dict[str, str] = {}  # version -> checksum that failed
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._closing = False
         self._syncing = asyncio.Lock()  # the poll loop and an admin's "activate" may sync at once
         self.swaps = 0
 
@@ -98,10 +100,9 @@ class ModelWatcher:
         self._task = asyncio.create_task(self._run(), name="nlu-model-watcher")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            # Bounded: a pub/sub read cut off mid-way must not hold up the worker's shutdown.
-            await asyncio.wait({self._task}, timeout=2.0)
+        self._closing = True
+        # Bounded: a pub/sub read cut off mid-way must not hold up the worker's shutdown.
+        await stop_task(self._task, within=2.0)
         if self._cache is not None:
             self._cache.cleanup()
 
@@ -114,23 +115,22 @@ class ModelWatcher:
     async def _run(self) -> None:
         listener = asyncio.create_task(self._listen()) if self.redis is not None else None
         try:
-            while True:
+            while not self._closing:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
                 self._wake.clear()
-                await self._safe_sync()
+                if not self._closing:
+                    await self._safe_sync()
         finally:
-            if listener is not None:
-                listener.cancel()
-                await asyncio.wait({listener}, timeout=1.0)
+            await stop_task(listener, within=1.0)
 
     async def _listen(self) -> None:
         """Wake the watcher on every announcement; reconnect after Redis hiccups."""
-        while True:
+        while not self._closing:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(CHANNEL)
-                while True:
+                while not self._closing:
                     # A non-blocking read, then a sleep: the wait is always in asyncio.sleep, which
                     # a shutdown can cancel at once (a cancelled blocking pub/sub read can hang).
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0)

@@ -43,6 +43,7 @@ from backend.services.notifications import Failure, OutboxItem, Retry
 from bot.channels.base import Message
 from bot.channels.middleware import GiveUp, RetryLater
 from bot.metrics import outbox_send_failed
+from bot.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +123,7 @@ class _Settler:
                 waiter.set_result(None)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         await self.flush()
 
 
@@ -196,10 +194,7 @@ class OutboxWorker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._renew_task is not None:
-            self._renew_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renew_task
+        await stop_task(self._renew_task)
         await self._settler.stop()
         try:
             released = await notifications.release_claims(self.worker_id)

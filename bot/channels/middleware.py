@@ -27,6 +27,7 @@ from bot.channels.base import ChannelHost, Message, UserMessage
 from bot.ratelimit import SLOW_DOWN_REPLY, sender_verdict
 from bot.resilience import redis_client
 from bot.stores import LockTimeout
+from bot.tasks import stop_task
 
 log = logging.getLogger("bot.channels")
 T = TypeVar("T")
@@ -362,9 +363,7 @@ async def keep_doing(action: Callable[[], Awaitable[None]], every: float = 4.5) 
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
 
 
 # -- outgoing rate limits ----------------------------------------------------------------------

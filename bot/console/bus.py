@@ -19,6 +19,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot.tasks import stop_task
+
 log = logging.getLogger(__name__)
 CHANNEL = "console:events"
 QUEUE_SIZE = 256
@@ -30,6 +32,7 @@ class ConsoleBus:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._closing = False
 
     async def start(self) -> None:
         """Subscribe (on Redis) before returning, so no event published afterwards is missed."""
@@ -40,11 +43,9 @@ class ConsoleBus:
             await asyncio.wait_for(self._ready.wait(), timeout=5)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._closing = True
+        await stop_task(self._task, within=3.0)
+        self._task = None
 
     async def publish(self, event: dict[str, Any]) -> None:
         if self._redis is None:
@@ -75,12 +76,12 @@ class ConsoleBus:
 
     async def _listen(self) -> None:
         assert self._redis is not None
-        while True:
+        while not self._closing:
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(CHANNEL)
                 self._ready.set()
-                while True:
+                while not self._closing:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message and message.get("type") == "message":
                         try:

@@ -14,7 +14,6 @@ bot/stores/tracker_store.py), and the agent retries a turn that lost that race.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -24,6 +23,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from bot.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +120,7 @@ class RedisLockStore(LockStore):
             try:
                 yield token
             finally:
-                if renewal is not None:
-                    renewal.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await renewal
+                await stop_task(renewal)
                 await self._release(keys=[key], args=[token])
 
     async def extend(self, sender_id: str, token: str) -> bool:
