@@ -9,9 +9,11 @@ how to parse it, what its update id is, and how to turn it into `UserMessage`s.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -398,14 +400,17 @@ async def _reserve(bucket: _Bucket) -> None:
 class RateLimiter:
     """Token buckets: one for the whole platform (`per_second`, e.g. Telegram's ~30 messages/s)
     and one per chat (`per_chat_per_second` after a small `burst`, e.g. 1/s after 3, which
-    Telegram tolerates). The platform bucket holds a single token: messages are spaced 1/rate
-    apart, so no one-second window exceeds the rate. A rate of 0 means no limit. Per process:
-    with N worker processes give each 1/N of the platform's budget.
+    Telegram tolerates). A rate of 0 means no limit. Per process: with N worker processes give
+    each 1/N of the platform's budget.
 
-    First come, first served: each message reserves the next token of its chat's bucket, then
-    of the platform's, and sleeps until that token is due, so no message waits behind ones that
-    came after it. (Waiters that slept and raced for the next token let an unlucky message lose
-    that race for minutes in a backlog, past its outbox lease.)"""
+    The platform's budget is kept two ways: messages are spaced 1/rate apart (no bursts), and no
+    one-second window ever holds more than the rate (rounded down) of messages actually let
+    through, however late the event loop woke a waiter (spacing alone lets a late message and
+    an on-time one come closer than 1/rate, and two workers at 15/s then make 31 in a second).
+
+    First come, first served: a message takes its chat's token, then queues for the platform's
+    (an asyncio.Lock hands over in arrival order). Waiters that slept and raced for the next
+    token let an unlucky message lose that race for minutes in a backlog, past its outbox lease."""
 
     def __init__(self, per_second: float, per_chat_per_second: float, burst: int = 3) -> None:
         self.per_second = per_second
@@ -413,6 +418,8 @@ class RateLimiter:
         self.burst = burst
         now = time.monotonic()
         self._global = _Bucket(per_second, 1.0, now) if per_second > 0 else None
+        self._sent: collections.deque[float] = collections.deque(maxlen=max(1, math.floor(per_second)))
+        self._queue = asyncio.Lock()
         self._chats: dict[str, _Bucket] = {}
 
     async def wait(self, chat: str) -> None:
@@ -420,8 +427,19 @@ class RateLimiter:
         bucket = self._chat_bucket(chat, time.monotonic())
         if bucket is not None:
             await _reserve(bucket)
-        if self._global is not None:
-            await _reserve(self._global)
+        if self._global is None:
+            return
+        async with self._queue:
+            now = time.monotonic()
+            due = now + self._global.wait_time(now)
+            if len(self._sent) == self._sent.maxlen:
+                due = max(due, self._sent[0] + 1.0)
+            if due > now:
+                await asyncio.sleep(due - now)
+            now = time.monotonic()
+            self._global.refill(now)
+            self._global.tokens -= 1
+            self._sent.append(now)
 
     def _chat_bucket(self, chat: str, now: float) -> _Bucket | None:
         if self.per_chat <= 0:

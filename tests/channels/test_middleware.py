@@ -82,6 +82,24 @@ async def test_global_limit_covers_all_chats_without_bursting() -> None:
     assert max(sum(1 for t in stamps if start <= t < start + 0.1) for start in stamps) <= 11
 
 
+async def test_two_workers_sharing_a_budget_never_exceed_it_in_any_second() -> None:
+    """Two workers at 10/s each (a platform allowing 20/s) on a busy event loop that wakes
+    waiters late: no one-second window holds more than 20 messages."""
+    limiters = [RateLimiter(per_second=10, per_chat_per_second=0) for _ in range(2)]
+    stamps: list[float] = []
+    rng = random.Random(3)
+
+    async def send(limiter: RateLimiter, n: int) -> None:
+        await limiter.wait(f"chat-{n}")
+        stamps.append(time.monotonic())
+        time.sleep(rng.uniform(0, 0.012))  # noqa: ASYNC251 - the busy loop is the point
+
+    await asyncio.gather(*(send(limiters[n % 2], n) for n in range(50)))
+    stamps.sort()
+    assert max(sum(1 for t in stamps if start <= t < start + 1.0) for start in stamps) <= 20
+    assert stamps[-1] - stamps[0] < 3.0  # and the budget is used: 50 messages at 20/s
+
+
 async def test_global_limit_serves_waiters_in_arrival_order() -> None:
     """With a backlog, no message waits behind ones that came after it (a racing limiter let
     unlucky messages wait for minutes, past their outbox lease)."""
