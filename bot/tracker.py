@@ -15,6 +15,7 @@ from bot.domain import REQUESTED_SLOT
 ACTION_LISTEN = "action_listen"
 # Actions that are bookkeeping, not dialogue: they do not take part in rule matching.
 _SILENT_ACTIONS = {ACTION_LISTEN, "action_session_start", "action_extract_slots"}
+_RESETS = ("restart", "session_started")  # events after which the state starts afresh
 
 
 def event(kind: str, **fields: Any) -> dict[str, Any]:
@@ -48,7 +49,12 @@ class DialogueStateTracker:
         self._tokens_of: list[dict[str, Any]] | None = None
         self._tokens_seen = 0
         self._reset_state()
-        for e in events or []:
+        events = events or []
+        # A restart or a session start wipes the state, so only the events from the latest one
+        # need applying: a chat that has talked for months costs no more than today's session.
+        start = next((i for i in range(len(events) - 1, -1, -1) if events[i].get("event") in _RESETS), 0)
+        self.events = list(events[:start])
+        for e in events[start:]:
             self.update(e)
 
     def _reset_state(self) -> None:
@@ -67,7 +73,7 @@ class DialogueStateTracker:
             e = {**e, "timestamp": time.time()}
         self.events.append(e)
         kind = e.get("event")
-        if kind in ("restart", "session_started"):
+        if kind in _RESETS:
             self._applied = [e]
             self._reset_state()
             return
@@ -135,7 +141,8 @@ class DialogueStateTracker:
         return []
 
     def tokens(self) -> list[Token]:
-        """History since the session start as rule steps; consecutive loop changes collapse."""
+        """History since the session start as rule steps; consecutive loop changes collapse.
+        The list is the tracker's own (it grows as events apply): read it, do not change it."""
         if self._tokens_of is not self._applied:  # a restart or rewind replaced the history
             self._tokens, self._tokens_loop, self._tokens_of, self._tokens_seen = [], None, self._applied, 0
         tokens = self._tokens
@@ -156,7 +163,7 @@ class DialogueStateTracker:
                     tokens.append(Token("loop", new, loop, frozenset({loop, new})))
                 loop = new
         self._tokens_loop, self._tokens_seen = loop, len(self._applied)
-        return list(tokens)
+        return tokens
 
     def current_state(self) -> dict[str, Any]:
         """The tracker as the action server protocol sends it (rasa_sdk `Tracker.from_dict`)."""

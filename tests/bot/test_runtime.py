@@ -14,6 +14,7 @@ from bot.domain import Domain
 from bot.nlu_service import NLUService
 from bot.rules import RulePolicy, load_rules
 from bot.stores import InMemoryLockStore, InMemoryTrackerStore
+from bot.tracker import DialogueStateTracker
 from tests.bot.conftest import SAMPLE
 
 
@@ -127,3 +128,27 @@ async def test_events_are_rasa_event_dicts_with_timestamps(agent: Agent) -> None
     assert kinds[:4] == ["action", "session_started", "action", "user"]
     assert "bot" in kinds and kinds[-1] == "action" and events[-1]["name"] == "action_listen"
     assert all(e["timestamp"] >= before - 1 for e in events)
+
+
+async def test_a_long_history_gives_the_same_state_as_applying_every_event(agent: Agent) -> None:
+    """Trackers apply only the events since the latest session start or restart; the state is
+    the one every event applied in order gives (carried-over slots, forms, restarts)."""
+    await say(agent, '/order{"size": "L"}')
+    await say(agent, "/deny")
+    aged = [dict(e, timestamp=e["timestamp"] - 2 * 3600) for e in await events_of(agent)]
+    await agent.tracker_store.delete("alice")
+    await agent.tracker_store.append("alice", aged, 0)
+    await say(agent, "/greet")  # a new session, the size carried over
+    await say(agent, "/order")  # the form opens in the new session
+    events = await events_of(agent)
+    assert [e["event"] for e in events].count("session_started") == 2
+
+    one_by_one = DialogueStateTracker("alice", agent.domain.initial_slots())
+    for e in events:
+        one_by_one.update(e)
+    built = DialogueStateTracker("alice", agent.domain.initial_slots(), events)
+    assert built.events == events
+    for view in ("slots", "active_loop", "paused", "latest_message", "latest_action_name", "followup_action"):
+        assert getattr(built, view) == getattr(one_by_one, view), view
+    assert built.tokens() == one_by_one.tokens()
+    assert built.slots["size"] == "L" and built.active_loop is not None
