@@ -235,6 +235,25 @@ OUTBOX_STATUSES = ("pending", "sent", "failed")
 _PENDING = text("status = 'pending'")
 
 
+class InboundUpdate(Base):
+    """A platform update (Telegram, Zalo) acknowledged to the platform but not yet handled.
+
+    The webhook answers 200 before the turn runs (platforms want a quick answer), so the update
+    is written here first and deleted once handled: a worker that dies in between leaves its
+    row, and another worker (or the restart) handles it. Rows live seconds, not days."""
+
+    __tablename__ = "inbound_updates"
+    __table_args__ = (UniqueConstraint("channel", "update_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    update_id: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text)  # the verified request body
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 class OutboxMessage(Base):
     """A message for a customer, written before it is sent so that nothing is lost.
 

@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(default=120.0, gt=0)
     outbox_max_attempts: int = Field(default=8, ge=1)
     webhook_dedupe_ttl_seconds: int = Field(default=2 * 24 * 3600, ge=60)
+    # The inbound journal: a platform update acknowledged but still unhandled this long after
+    # it arrived belonged to a worker that died; any worker looks for such every poll.
+    inbound_recover_after_seconds: float = Field(default=60.0, gt=0)
+    inbound_recover_poll_seconds: float = Field(default=15.0, gt=0)
     # Inbound rate limits (bot/ratelimit.py): "N/s", "N/min" or "N/h"; "off" = none. Client
     # addresses in RATE_LIMIT_EXEMPT (loopback: probes, benchmarks, tests) are never limited;
     # X-Forwarded-For is believed only from TRUSTED_PROXIES.

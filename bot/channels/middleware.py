@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from redis.asyncio import Redis
 
-from backend.services import notifications
+from backend.services import inbound, notifications
 from bot.channels.base import ChannelHost, Message, UserMessage
 from bot.ratelimit import SLOW_DOWN_REPLY, sender_verdict
 from bot.resilience import redis_client
@@ -222,6 +222,12 @@ class WebhookEdge(Generic[T]):
     5. the chat `sender(update)` is over its rate limit (bot/ratelimit.py) -> 200, dropped, and
        the chat is told once per window (through `relay`) to slow down;
     6. otherwise `process(update)` runs in the background and the platform gets 200 at once.
+
+    With `journal` on, a webhook update is written to the inbound journal
+    (backend/services/inbound.py) before step 4 and deleted once handled: the platform will not
+    send again after our 200, so a worker that dies mid-turn must leave the update where
+    another worker's `recover()` finds it. If the database cannot take it, the update is
+    handled as before, without that safety net.
     """
 
     channel: str
@@ -235,6 +241,7 @@ class WebhookEdge(Generic[T]):
     dedupe_ttl: int = 2 * 24 * 3600
     sender: Callable[[T], str | None] = lambda update: None  # the chat whose budget it spends
     relay: TurnRelay | None = None
+    journal: bool = False
 
     async def handle(self, request: web.Request) -> web.Response:
         if not self.enabled():
@@ -248,14 +255,24 @@ class WebhookEdge(Generic[T]):
         except BadUpdate as exc:
             log.warning("%s webhook: unreadable update (%s)", self.channel, exc)
             return web.json_response({"error": str(exc)}, status=400)
-        return await self.accept(update, request)
+        return await self.accept(update, request, raw)
 
-    async def accept(self, update: T, request: web.Request | None = None) -> web.Response:
-        """Steps 4 to 6 (also the entry of Telegram's long-polling mode, which has no request
-        and no rate limit)."""
+    async def accept(self, update: T, request: web.Request | None = None, raw: bytes | None = None) -> web.Response:
+        """Steps 4 to 6 (also the entry of Telegram's long-polling mode, which has no request,
+        no raw body to journal and no rate limit)."""
         update_id = self.update_id(update)
+        held = False
+        if self.journal and raw is not None and update_id is not None:
+            try:
+                if not await inbound.hold(self.channel, update_id, raw.decode("utf-8", "replace")):
+                    log.info("%s update %s: already in flight, dropped", self.channel, update_id)
+                    return web.json_response({"ok": True, "duplicate": True})
+                held = True
+            except Exception as exc:
+                log.warning("%s update %s: not journaled (%s); handled without recovery", self.channel, update_id, type(exc).__name__)
         if update_id is not None and not await self.dedupe().add(f"seen:{self.channel}:{update_id}", self.dedupe_ttl):
             log.info("%s update %s: duplicate, dropped", self.channel, update_id)
+            await self._release(update_id, held)
             return web.json_response({"ok": True, "duplicate": True})
         sender = self.sender(update)
         if request is not None and sender is not None:
@@ -264,19 +281,49 @@ class WebhookEdge(Generic[T]):
                 if self.relay is not None and await self.dedupe().add(f"slow-down:{self.channel}:{sender}", int(verdict.retry_after_header)):
                     notice = self.relay.say(sender, [{"text": SLOW_DOWN_REPLY}], dedupe_prefix=f"{self.channel}:slow-down:{update_id}")
                     self.tasks.spawn(notice, name=f"{self.channel}-slow-down-{update_id}")
+                await self._release(update_id, held)
                 return web.json_response({"ok": True, "throttled": True})
         log.info("%s update %s: accepted", self.channel, update_id)
-        self.tasks.spawn(self._process(update, update_id), name=f"{self.channel}-update-{update_id}")
+        self.tasks.spawn(self._process(update, update_id, held), name=f"{self.channel}-update-{update_id}")
         return web.json_response({"ok": True})
 
-    async def _process(self, update: T, update_id: str | None) -> None:
+    async def recover(self, older_than: float, lease_seconds: float, max_attempts: int = 5) -> int:
+        """Handle the journaled updates of this channel that some worker acknowledged more than
+        `older_than` seconds ago and never finished (it died); returns how many were handled."""
+        handled = 0
+        for pending in await inbound.claim_stale([self.channel], older_than, lease_seconds):
+            if pending.attempts > max_attempts:
+                log.error("%s update %s: still unhandled after %d recoveries; dropped", self.channel, pending.update_id, max_attempts)
+                await self._release(pending.update_id, True)
+                continue
+            try:
+                update = self.parse(pending.payload.encode("utf-8"))
+            except BadUpdate:
+                await self._release(pending.update_id, True)
+                continue
+            log.warning("%s update %s: recovered (its worker stopped before handling it)", self.channel, pending.update_id)
+            await self._process(update, pending.update_id, True)
+            handled += 1
+        return handled
+
+    async def _process(self, update: T, update_id: str | None, held: bool = False) -> None:
         started = time.monotonic()
         try:
             await self.process(update)
         except Exception:
             log.exception("%s update %s: processing failed", self.channel, update_id)
+        else:
+            log.debug("%s update %s: processed in %.0f ms", self.channel, update_id, (time.monotonic() - started) * 1000)
+        # Handled, or failed with a reply to the customer already: either way not to be redone.
+        await self._release(update_id, held)
+
+    async def _release(self, update_id: str | None, held: bool) -> None:
+        if not held or update_id is None:
             return
-        log.debug("%s update %s: processed in %.0f ms", self.channel, update_id, (time.monotonic() - started) * 1000)
+        try:
+            await inbound.release(self.channel, update_id)
+        except Exception as exc:  # it stays journaled: a recovery will handle it again, harmlessly
+            log.warning("%s update %s: journal entry not cleared (%s)", self.channel, update_id, type(exc).__name__)
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from bot.channels.telegram import TelegramChannel, TelegramConfig, TelegramSende
 from bot.channels.zalo import ZaloChannel, ZaloConfig
 from bot.config_files import ConfigFileError, read_yaml_with_env
 from bot.outbox_worker import OutboxWorker, Sender
+from bot.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class PlatformChannels:
         )
         self.zalo = ZaloChannel(ZaloConfig.from_settings(settings, credentials.get("zalo", {}), path), store=self._store, tasks=self.tasks, dedupe_ttl=ttl)
         self.worker: OutboxWorker | None = None
+        self._recovery: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
 
     def _store(self) -> KeyValueStore:
@@ -103,8 +105,27 @@ class PlatformChannels:
         worker.senders = {s.channel: s for s in self.senders()}
         await worker.start()
         self.worker = worker
+        self._recovery = asyncio.create_task(self._recover_loop(), name="inbound-recovery")
+
+    async def recover(self) -> int:
+        """Handle the updates that a worker acknowledged and died before handling."""
+        settings, handled = self.settings, 0
+        for channel in (self.telegram, self.zalo):
+            if channel.enabled and channel.edge is not None:
+                handled += await channel.edge.recover(settings.inbound_recover_after_seconds, lease_seconds=settings.outbox_lease_seconds)
+        return handled
+
+    async def _recover_loop(self) -> None:
+        while True:
+            try:
+                await self.recover()
+            except Exception as exc:  # the database is away: look again at the next poll
+                log.warning("inbound recovery failed: %s", exc)
+            await asyncio.sleep(self.settings.inbound_recover_poll_seconds)
 
     async def _stop(self, app: web.Application) -> None:
+        await stop_task(self._recovery)
+        self._recovery = None
         await self.tasks.drain(grace_seconds=30)
         if self.worker is not None:
             await self.worker.stop()

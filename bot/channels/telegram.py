@@ -438,6 +438,7 @@ class TelegramChannel(InputChannel):
             dedupe_ttl=self.dedupe_ttl,
             sender=_private_chat,
             relay=self._relay,
+            journal=True,
         )
         app.router.add_post("/webhooks/telegram", self._webhook)
 

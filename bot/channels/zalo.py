@@ -363,6 +363,7 @@ class ZaloChannel(InputChannel):
         self.tasks = tasks
         self.dedupe_ttl = dedupe_ttl
         self._relay: TurnRelay | None = None
+        self.edge: WebhookEdge[dict[str, Any]] | None = None
         self.http: aiohttp.ClientSession | None = None
         self.tokens: ZaloTokens | None = None
 
@@ -384,7 +385,9 @@ class ZaloChannel(InputChannel):
             dedupe_ttl=self.dedupe_ttl,
             sender=self._sender,
             relay=self._relay,
+            journal=True,
         )
+        self.edge = edge
         app.router.add_post("/webhooks/zalo", edge.handle)
 
     async def start(self, owner: str) -> None:

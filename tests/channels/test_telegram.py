@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from backend import db
-from backend.models import OutboxMessage
-from backend.services import notifications
+from backend.clock import utcnow
+from backend.models import InboundUpdate, OutboxMessage
+from backend.services import inbound, notifications
 from backend.settings import get_settings
 from bot.app import RUNTIME
 from bot.channels import telegram
@@ -233,3 +236,28 @@ async def test_long_polling_feeds_the_same_pipeline(stack: Stack) -> None:
         stop.set()
         await asyncio.wait_for(poller, 5)
     assert stack.telegram.of("deleteWebhook") and "Xin chào" in stack.telegram.sent(tg_chat(1014))[0].text
+
+
+async def test_an_update_left_by_a_dead_worker_is_recovered_and_answered_once(stack: Stack) -> None:
+    """The inbound journal: an update a worker acknowledged and never handled (it died) is
+    answered by the recovery; a handled update leaves nothing behind; a platform's retry of an
+    update still in flight is not handled twice."""
+    user = TelegramUser(stack, tg_chat(90))
+    assert "Xin chào" in await user.say("xin chào")
+    assert await inbound.count("telegram") == 0  # handled: nothing left in flight
+
+    orphan = user.text_update("cảm ơn")
+    raw = json.dumps(orphan).encode()
+    assert await inbound.hold("telegram", str(orphan["update_id"]), raw.decode())  # what the dead worker wrote
+    response = await user.post(raw)  # Telegram's retry reaches a live worker meanwhile
+    assert response.status == 200 and (await response.json()).get("duplicate") is True
+    assert await stack.platforms.recover() == 0  # too fresh: its worker may still be at it
+    async with db.session_scope() as session:  # ... a minute later
+        await session.execute(update(InboundUpdate).values(received_at=utcnow() - timedelta(minutes=2)))
+    before = len(stack.telegram.sent(user.chat_id))
+    assert await stack.platforms.recover() == 1
+    await stack.idle("telegram", str(user.chat_id))
+    answered = [c.text for c in stack.telegram.sent(user.chat_id)[before:]]
+    assert len(answered) == 1 and "không có gì" in answered[0]  # once, though it came twice
+    assert await inbound.count("telegram") == 0
+    assert await stack.platforms.recover() == 0

@@ -18,8 +18,11 @@ import pytest
 from redis.asyncio import Redis
 
 from backend import db
+from backend.services import inbound
 from bot.stores import RedisTrackerStore
+from tests.channels.conftest import TG_SECRET, TG_TOKEN
 from tests.conftest import POSTGRES_URL, REDIS_URL, empty_all_tables
+from tests.fakes.telegram import FakeTelegram
 from tests.production.conftest import GREETING, HELP, THANKS
 from tests.production.support import (
     ServerProcess,
@@ -123,4 +126,74 @@ async def test_a_worker_killed_mid_turn_loses_nothing(postgres_url: str, trained
         finally:
             server.stop()
     order = assert_each_answered_once(await RedisTrackerStore(redis).retrieve("binh"), dict([GREETING, THANKS, HELP]))
+    assert order == [GREETING[0], THANKS[0], HELP[0]]
+
+
+async def test_a_telegram_update_acknowledged_by_a_killed_worker_is_still_answered(
+    postgres_url: str, trained_models_dir: Path, redis: Redis
+) -> None:
+    """Telegram gets its 200 before the turn runs and never sends that update again. The worker
+    dies mid-turn: the update waits in the inbound journal, and a surviving worker answers it,
+    once."""
+    db.configure(postgres_url)
+    await empty_all_tables()
+    await db.dispose()
+    telegram = await FakeTelegram(TG_TOKEN).start()
+    chat = 7_700_000_000 + os.getpid()
+    updates = iter(range(900_000, 900_100))
+
+    def update(text: str) -> dict[str, Any]:
+        person = {"id": chat, "is_bot": False, "first_name": "Bình", "language_code": "vi"}
+        message = {"message_id": next(updates), "date": int(time.time()), "chat": {"id": chat, "type": "private"}, "from": person, "text": text}
+        return {"update_id": next(updates), "message": message}
+
+    def answers(piece: str) -> int:
+        return sum(1 for c in telegram.sent(chat) if piece in (c.text or ""))
+
+    async with SlowActionServer() as actions:
+        env = {
+            "DATABASE_URL": postgres_url, "REDIS_URL": REDIS_URL, "MODELS_DIR": str(trained_models_dir),
+            "ACTION_ENDPOINT_URL": actions.url, "LOCK_LIFETIME_SECONDS": str(LOCK_SECONDS),
+            "TELEGRAM_BOT_TOKEN": TG_TOKEN, "TELEGRAM_WEBHOOK_SECRET": TG_SECRET, "TELEGRAM_API_BASE_URL": telegram.base_url,
+            "TELEGRAM_CHAT_RATE_LIMIT": "0", "OUTBOX_POLL_SECONDS": "0.2",
+            "INBOUND_RECOVER_AFTER_SECONDS": "3", "INBOUND_RECOVER_POLL_SECONDS": "0.5",
+        }
+        server = ServerProcess(env, workers=2, grace=GRACE)
+        server.start()
+        try:
+            await server.wait_healthy()
+            await _workers_up(server, 2)
+            async with fresh_session() as http:
+                hook = f"{server.base}/webhooks/telegram"
+                headers = {"X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
+
+                async def post(text: str) -> None:
+                    async with http.post(hook, json=update(text), headers=headers) as response:
+                        assert response.status == 200, await response.text()
+
+                await post(GREETING[0])
+                await telegram.wait_for(lambda: answers(GREETING[1]) == 1, within=30)
+
+                actions.hold()
+                await post(THANKS[0])  # acknowledged: Telegram is done with this update
+                caller_port = await asyncio.wait_for(actions.held.get(), 10)  # mid-turn, in its action
+                victim = pid_of_connection(caller_port, server.children())
+                assert victim is not None
+                os.kill(victim, signal.SIGKILL)
+                actions.release()
+
+                await telegram.wait_for(lambda: answers(THANKS[1]) >= 1, within=40)
+                await post(HELP[0])  # the conversation goes on
+                await telegram.wait_for(lambda: answers(HELP[1]) == 1, within=30)
+                await asyncio.sleep(1.0)  # a second answer to the recovered update would come now
+            assert answers(THANKS[1]) == 1
+            db.configure(postgres_url)
+            assert await inbound.count("telegram") == 0  # nothing left in flight
+            await db.dispose()
+            server.signal(signal.SIGTERM)
+            assert await server.wait_exit(GRACE + 15) == 0
+        finally:
+            server.stop()
+            await telegram.close()
+    order = assert_each_answered_once(await RedisTrackerStore(redis).retrieve(f"telegram:{chat}"), dict([GREETING, THANKS, HELP]))
     assert order == [GREETING[0], THANKS[0], HELP[0]]
