@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -195,6 +196,11 @@ def configure(url: str) -> None:
     """
     global _engine, _sessionmaker, _read_sessionmaker, _read_engine
     _engine = build_engine(url)
+    if _engine.dialect.name == "sqlite":
+        # aiosqlite logs every statement with its parameters at DEBUG: customers' messages and
+        # phone numbers. Never wanted, whoever turns DEBUG on (bot/observability.py does the same).
+        quiet = logging.getLogger("aiosqlite")
+        quiet.setLevel(max(quiet.level, logging.INFO))
     _sessionmaker = async_sessionmaker(_engine, expire_on_commit=False)
     read_options: dict[str, Any] = {READ_ONLY: True}
     if _engine.dialect.name == "postgresql":
