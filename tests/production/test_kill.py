@@ -6,6 +6,7 @@ without a second turn; the conversation goes on; the supervisor has started a ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -80,51 +81,71 @@ async def resend(http: aiohttp.ClientSession, base: str, sender: str, text: str,
     raise AssertionError("no worker took the resent message")
 
 
-async def test_a_worker_killed_mid_turn_loses_nothing(postgres_url: str, trained_models_dir: Path, redis: Redis) -> None:
-    db.configure(postgres_url)
+async def _empty_database(url: str) -> None:
+    db.configure(url)
     await empty_all_tables()
     await db.dispose()
-    async with SlowActionServer() as actions:
-        env = {
-            "DATABASE_URL": postgres_url, "REDIS_URL": REDIS_URL, "MODELS_DIR": str(trained_models_dir),
-            "ACTION_ENDPOINT_URL": actions.url, "LOCK_LIFETIME_SECONDS": str(LOCK_SECONDS),
-        }
-        server = ServerProcess(env, workers=2, grace=GRACE)
-        server.start()
-        try:
-            await server.wait_healthy()
-            await _workers_up(server, 2)
-            async with fresh_session() as http:
-                status, replies = await say(http, server.base, "binh", GREETING[0], message_id="m1")
-                assert status == 200 and GREETING[1] in texts(replies)
 
-                actions.hold()
-                in_flight = asyncio.create_task(say(http, server.base, "binh", THANKS[0], message_id="m2"))
-                caller_port = await asyncio.wait_for(actions.held.get(), 10)  # mid-turn, in its action
-                victim = pid_of_connection(caller_port, server.children())
-                assert victim is not None
-                os.kill(victim, signal.SIGKILL)
-                with pytest.raises(aiohttp.ClientError):  # the customer's request died with the worker
-                    await in_flight
-                assert await redis.exists("lock:binh")  # the dead worker's lock is still there ...
-                actions.release()
 
-                # ... the client resends the same message: answered once the lock has expired
-                status, replies = await resend(http, server.base, "binh", THANKS[0], "m2")
-                assert status == 200 and THANKS[1] in texts(replies)
-                status, again = await resend(http, server.base, "binh", THANKS[0], "m2")  # one resend too many
-                assert status == 200 and again == replies
-                status, replies = await say(http, server.base, "binh", HELP[0], message_id="m3")
-                assert status == 200 and HELP[1] in texts(replies)
+def _worker_env(postgres_url: str, models: Path, actions: SlowActionServer, **extra: str) -> dict[str, str]:
+    """PostgreSQL + Redis workers whose actions run on the test's (holdable) action server."""
+    return {
+        "DATABASE_URL": postgres_url, "REDIS_URL": REDIS_URL, "MODELS_DIR": str(models),
+        "ACTION_ENDPOINT_URL": actions.url, "LOCK_LIFETIME_SECONDS": str(LOCK_SECONDS), **extra,
+    }
 
-            workers = await _workers_up(server, 2)
-            assert victim not in workers  # the supervisor replaced it
 
-            server.signal(signal.SIGTERM)  # the supervisor stops every worker, and itself
-            assert await server.wait_exit(GRACE + 15) == 0
-            assert not [pid for pid in workers if alive(pid)]
-        finally:
-            server.stop()
+@contextlib.asynccontextmanager
+async def _two_workers(env: dict[str, str]) -> AsyncIterator[ServerProcess]:
+    """The supervisor with two workers listening; stopped however the test ends."""
+    server = ServerProcess(env, workers=2, grace=GRACE)
+    server.start()
+    try:
+        await server.wait_healthy()
+        await _workers_up(server, 2)
+        yield server
+    finally:
+        server.stop()
+
+
+async def _kill_the_worker_in_its_action(actions: SlowActionServer, server: ServerProcess) -> int:
+    """SIGKILL the worker whose turn is held in the action server (`actions.hold()` first)."""
+    caller_port = await asyncio.wait_for(actions.held.get(), 10)  # mid-turn, in its action
+    victim = pid_of_connection(caller_port, server.children())
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    return victim
+
+
+async def test_a_worker_killed_mid_turn_loses_nothing(postgres_url: str, trained_models_dir: Path, redis: Redis) -> None:
+    await _empty_database(postgres_url)
+    async with SlowActionServer() as actions, _two_workers(_worker_env(postgres_url, trained_models_dir, actions)) as server:
+        async with fresh_session() as http:
+            status, replies = await say(http, server.base, "binh", GREETING[0], message_id="m1")
+            assert status == 200 and GREETING[1] in texts(replies)
+
+            actions.hold()
+            in_flight = asyncio.create_task(say(http, server.base, "binh", THANKS[0], message_id="m2"))
+            victim = await _kill_the_worker_in_its_action(actions, server)
+            with pytest.raises(aiohttp.ClientError):  # the customer's request died with the worker
+                await in_flight
+            assert await redis.exists("lock:binh")  # the dead worker's lock is still there ...
+            actions.release()
+
+            # ... the client resends the same message: answered once the lock has expired
+            status, replies = await resend(http, server.base, "binh", THANKS[0], "m2")
+            assert status == 200 and THANKS[1] in texts(replies)
+            status, again = await resend(http, server.base, "binh", THANKS[0], "m2")  # one resend too many
+            assert status == 200 and again == replies
+            status, replies = await say(http, server.base, "binh", HELP[0], message_id="m3")
+            assert status == 200 and HELP[1] in texts(replies)
+
+        workers = await _workers_up(server, 2)
+        assert victim not in workers  # the supervisor replaced it
+
+        server.signal(signal.SIGTERM)  # the supervisor stops every worker, and itself
+        assert await server.wait_exit(GRACE + 15) == 0
+        assert not [pid for pid in workers if alive(pid)]
     order = assert_each_answered_once(await RedisTrackerStore(redis).retrieve("binh"), dict([GREETING, THANKS, HELP]))
     assert order == [GREETING[0], THANKS[0], HELP[0]]
 
@@ -135,9 +156,7 @@ async def test_a_telegram_update_acknowledged_by_a_killed_worker_is_still_answer
     """Telegram gets its 200 before the turn runs and never sends that update again. The worker
     dies mid-turn: the update waits in the inbound journal, and a surviving worker answers it,
     once."""
-    db.configure(postgres_url)
-    await empty_all_tables()
-    await db.dispose()
+    await _empty_database(postgres_url)
     telegram = await FakeTelegram(TG_TOKEN).start()
     chat = 7_700_000_000 + os.getpid()
     updates = iter(range(900_000, 900_100))
@@ -150,19 +169,15 @@ async def test_a_telegram_update_acknowledged_by_a_killed_worker_is_still_answer
     def answers(piece: str) -> int:
         return sum(1 for c in telegram.sent(chat) if piece in (c.text or ""))
 
-    async with SlowActionServer() as actions:
-        env = {
-            "DATABASE_URL": postgres_url, "REDIS_URL": REDIS_URL, "MODELS_DIR": str(trained_models_dir),
-            "ACTION_ENDPOINT_URL": actions.url, "LOCK_LIFETIME_SECONDS": str(LOCK_SECONDS),
-            "TELEGRAM_BOT_TOKEN": TG_TOKEN, "TELEGRAM_WEBHOOK_SECRET": TG_SECRET, "TELEGRAM_API_BASE_URL": telegram.base_url,
-            "TELEGRAM_CHAT_RATE_LIMIT": "0", "OUTBOX_POLL_SECONDS": "0.2",
-            "INBOUND_RECOVER_AFTER_SECONDS": "3", "INBOUND_RECOVER_POLL_SECONDS": "0.5",
-        }
-        server = ServerProcess(env, workers=2, grace=GRACE)
-        server.start()
-        try:
-            await server.wait_healthy()
-            await _workers_up(server, 2)
+    try:
+        async with SlowActionServer() as actions, _two_workers(
+            _worker_env(
+                postgres_url, trained_models_dir, actions,
+                TELEGRAM_BOT_TOKEN=TG_TOKEN, TELEGRAM_WEBHOOK_SECRET=TG_SECRET, TELEGRAM_API_BASE_URL=telegram.base_url,
+                TELEGRAM_CHAT_RATE_LIMIT="0", OUTBOX_POLL_SECONDS="0.2",
+                INBOUND_RECOVER_AFTER_SECONDS="3", INBOUND_RECOVER_POLL_SECONDS="0.5",
+            )
+        ) as server:
             async with fresh_session() as http:
                 hook = f"{server.base}/webhooks/telegram"
                 headers = {"X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
@@ -176,10 +191,7 @@ async def test_a_telegram_update_acknowledged_by_a_killed_worker_is_still_answer
 
                 actions.hold()
                 await post(THANKS[0])  # acknowledged: Telegram is done with this update
-                caller_port = await asyncio.wait_for(actions.held.get(), 10)  # mid-turn, in its action
-                victim = pid_of_connection(caller_port, server.children())
-                assert victim is not None
-                os.kill(victim, signal.SIGKILL)
+                await _kill_the_worker_in_its_action(actions, server)
                 actions.release()
 
                 await telegram.wait_for(lambda: answers(THANKS[1]) >= 1, within=40)
@@ -192,8 +204,7 @@ async def test_a_telegram_update_acknowledged_by_a_killed_worker_is_still_answer
             await db.dispose()
             server.signal(signal.SIGTERM)
             assert await server.wait_exit(GRACE + 15) == 0
-        finally:
-            server.stop()
-            await telegram.close()
+    finally:
+        await telegram.close()
     order = assert_each_answered_once(await RedisTrackerStore(redis).retrieve(f"telegram:{chat}"), dict([GREETING, THANKS, HELP]))
     assert order == [GREETING[0], THANKS[0], HELP[0]]
