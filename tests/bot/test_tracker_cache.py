@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -76,3 +77,22 @@ async def test_events_read_back_are_what_a_fresh_read_gives(workers: tuple[Redis
     await a.append("chat", [{"event": "slot", "name": "pair", "value": (1, 2), "timestamp": 1.0}], 0)
     fresh = RedisTrackerStore(a.redis, prefix=a.prefix)
     assert await a.retrieve("chat") == await fresh.retrieve("chat") == [{"event": "slot", "name": "pair", "value": [1, 2], "timestamp": 1.0}]
+
+
+async def test_many_conversations_read_at_once_through_a_small_cache(
+    workers: tuple[RedisTrackerStore, RedisTrackerStore],
+) -> None:
+    """While one conversation's tail is being read, the other conversations' reads evict it from
+    the cache: every read still answers, with exactly what is stored."""
+    a, b = workers
+    a.cache_size = 3
+    senders = [f"chat-{n}" for n in range(30)]
+    for sender in senders:
+        await a.append(sender, _events(2), 0)
+    for round_ in range(4):
+        for sender in senders:  # each round adds an event elsewhere: a has a tail to fetch
+            await b.retrieve(sender)
+            await b.append(sender, _events(1, 2 + round_), 2 + round_)
+        results = await asyncio.gather(*(a.retrieve(s) for s in senders))
+        assert results == [_events(3 + round_)] * len(senders)
+    assert len(a._decoded) <= 3
