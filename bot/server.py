@@ -12,6 +12,7 @@ a worker that dies on its own is started again, with a growing pause if it keeps
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -69,8 +70,34 @@ def run_worker(host: str, port: int, *, reuse_port: bool = False, grace: float =
         timer.daemon = True
         timer.start()
 
+    app.on_startup.append(warm_up)
+    app.on_startup.append(freeze_startup_heap)
     app.on_shutdown.insert(0, exit_deadline)
     web.run_app(app, host=host, port=port, reuse_port=reuse_port or None, shutdown_timeout=grace, print=None, access_log=None)
+
+
+async def warm_up(app: object) -> None:
+    """Before the socket opens: the database pool's connections, so the first customers after a
+    start or a rollout do not each wait for a new connection."""
+    from backend import db
+
+    try:
+        opened = await db.warm_pool()
+    except Exception as exc:  # the turns will connect on demand (and answer 503 if they cannot)
+        log.warning("could not open the database connections ahead: %s", exc)
+    else:
+        log.debug("%d database connections opened ahead", opened)
+
+
+async def freeze_startup_heap(app: object) -> None:
+    """Once the worker is up (libraries imported, model loaded and warmed), move every object it
+    holds into the collector's permanent generation. The imports alone leave about 250,000
+    tracked objects; each full collection walked them all, a pause of 100-170 ms that hit
+    whichever turns were in flight (the p99 of the load benchmark). Frozen objects are still
+    freed by reference counting; only the cyclic collector skips them."""
+    gc.collect()
+    gc.freeze()
+    log.debug("startup heap frozen: %d objects", gc.get_freeze_count())
 
 
 def _give_up() -> None:

@@ -126,3 +126,17 @@ def test_plain_driver_names_get_async_drivers() -> None:
     assert db.async_url("postgres://u@h/x").drivername == "postgresql+asyncpg"
     assert db.async_url("sqlite:///var/bot.db").drivername == "sqlite+aiosqlite"
     assert db.async_url("sqlite+aiosqlite:///var/bot.db").drivername == "sqlite+aiosqlite"
+
+
+async def test_warming_the_pool_leaves_connections_ready(backend_db: str) -> None:
+    """A worker opens its PostgreSQL connections before it takes customers; SQLite has no pool
+    to fill. Either way the database answers afterwards."""
+    opened = await db.warm_pool(4)
+    engine = db.get_engine()
+    if engine.dialect.name == "postgresql":
+        assert opened == 4
+        assert engine.pool.checkedin() == 4  # type: ignore[attr-defined]
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    else:
+        assert opened == 0
+    assert await _customer_count() == 0
