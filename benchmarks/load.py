@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import math
 import random
 import re
@@ -432,14 +433,24 @@ def check_conversation(sender: str, sent: list[Sent], events: list[dict[str, Any
     if lost or extra:
         verdict.note(f"{sender}: sent {[s.message for s in sent]}, tracker has {texts}")
         return
-    position = 0  # the tracker's user texts must appear in the order sent
-    for s in sent:
-        if position < len(texts) and texts[position] == s.message:
-            position += 1
-        elif s.answered:
-            verdict.out_of_order += 1
-            verdict.note(f"{sender}: order differs: sent {[x.message for x in sent]}, tracker has {texts}")
-            break
+    if not in_sent_order(sent, texts):
+        verdict.out_of_order += 1
+        verdict.note(f"{sender}: order differs: sent {[x.message for x in sent]}, tracker has {texts}")
+
+
+def in_sent_order(sent: list[Sent], texts: list[str]) -> bool:
+    """Whether the tracker's user texts are the messages sent, in order, with some of the
+    unanswered ones (errors) left out. Not greedy: an errored "hi" followed by an answered "hi"
+    must be able to match the tracker's one "hi" to the second."""
+
+    @functools.cache
+    def fits(i: int, j: int) -> bool:
+        if i == len(sent):
+            return j == len(texts)
+        matches = j < len(texts) and texts[j] == sent[i].message and fits(i + 1, j + 1)
+        return matches if sent[i].answered else matches or fits(i + 1, j)
+
+    return fits(0, 0)
 
 
 async def verify_trackers(redis_url: str, run: Run) -> Verdict:
