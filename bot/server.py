@@ -35,6 +35,7 @@ SHARED_SECRETS = ("URL_SIGNING_SECRET", "SANDBOX_PAYMENT_SECRET")
 QUICK_DEATH_SECONDS = 10.0
 MAX_QUICK_DEATHS = 5
 CLEANUP_SECONDS = 10.0  # after the grace period: closing stores and clients
+GC_THRESHOLDS = (20_000, 20, 10)  # a worker's collector, once it has started (freeze_startup_heap)
 
 
 def scaling_problem(settings: Settings) -> str | None:
@@ -94,9 +95,16 @@ async def freeze_startup_heap(app: object) -> None:
     holds into the collector's permanent generation. The imports alone leave about 250,000
     tracked objects; each full collection walked them all, a pause of 100-170 ms that hit
     whichever turns were in flight (the p99 of the load benchmark). Frozen objects are still
-    freed by reference counting; only the cyclic collector skips them."""
+    freed by reference counting; only the cyclic collector skips them.
+
+    Then the youngest generation is collected after 20,000 new container objects instead of 700:
+    a turn creates thousands of them, and at 700 the collector ran in the middle of most turns,
+    promoting their short-lived objects to older generations, where they piled up until the
+    next full pass (load benchmark: p99 154-156 ms before, 118-144 ms after, 8-15 % less CPU
+    per turn)."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     log.debug("startup heap frozen: %d objects", gc.get_freeze_count())
 
 
