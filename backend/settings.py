@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     zalo_refresh_token: SecretStr | None = Field(
         default=None, description="OA refresh token (single use; the database keeps the current one)."
     )
+    token_encryption_key: SecretStr | None = Field(
+        default=None,
+        description="32 random bytes, URL-safe base64: encrypts the platform tokens stored in the database.",
+    )
     zalo_api_base_url: str = "https://openapi.zalo.me"
     zalo_oauth_base_url: str = "https://oauth.zaloapp.com"
     # Outgoing rate limits per process (messages per second; 0 = unlimited) and the burst a chat
@@ -166,6 +170,10 @@ class Settings(BaseSettings):
         for name in ("telegram_api_base_url", "zalo_api_base_url", "zalo_oauth_base_url"):
             if not getattr(self, name).startswith(("http://", "https://")):
                 raise ValueError(f"{name.upper()} must start with http:// or https://")
+        if self.token_encryption_key is not None:
+            from backend.token_crypto import parse_key
+
+            parse_key(self.token_encryption_key.get_secret_value())  # a bad key stops startup, named
         self.zalo_api_base_url = self.zalo_api_base_url.rstrip("/")
         self.zalo_oauth_base_url = self.zalo_oauth_base_url.rstrip("/")
         return self

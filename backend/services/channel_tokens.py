@@ -28,6 +28,7 @@ from sqlalchemy import or_, select, update
 from backend.clock import utcnow
 from backend.db import read_scope, session_scope, upsert_insert
 from backend.models import ChannelToken
+from backend.token_crypto import seal, unseal
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,10 @@ def fingerprint(token: str) -> str:
 
 
 def _tokens(row: ChannelToken) -> Tokens:
-    return Tokens(row.channel, row.access_token, row.refresh_token, row.access_expires_at, row.version)
+    """The row's tokens, decrypted (backend/token_crypto.py: stored encrypted when
+    TOKEN_ENCRYPTION_KEY is set)."""
+    access = unseal(row.access_token, row.channel) or ""
+    return Tokens(row.channel, access, unseal(row.refresh_token, row.channel), row.access_expires_at, row.version)
 
 
 async def seed(channel: str, access_token: str, refresh_token: str | None) -> Tokens:
@@ -69,8 +73,8 @@ async def seed(channel: str, access_token: str, refresh_token: str | None) -> To
     async with session_scope() as session:
         statement = (await upsert_insert(session, ChannelToken)).values(
             channel=channel,
-            access_token=access_token,
-            refresh_token=refresh_token,
+            access_token=seal(access_token, channel),
+            refresh_token=seal(refresh_token, channel),
             access_expires_at=None,
             version=1,
             seed_fingerprint=print_,
@@ -80,7 +84,8 @@ async def seed(channel: str, access_token: str, refresh_token: str | None) -> To
         row = await session.get(ChannelToken, channel, with_for_update=True)
         assert row is not None
         if row.seed_fingerprint != print_:
-            row.access_token, row.refresh_token, row.access_expires_at = access_token, refresh_token, None
+            row.access_token, row.refresh_token = seal(access_token, channel), seal(refresh_token, channel)
+            row.access_expires_at = None
             row.version, row.seed_fingerprint, row.updated_at = row.version + 1, print_, now
             row.refresh_owner, row.refresh_lease_until = None, None
         return _tokens(row)
@@ -134,8 +139,8 @@ async def store_refresh(
             update(ChannelToken)
             .where(ChannelToken.channel == channel, ChannelToken.version == version)
             .values(
-                access_token=access_token,
-                refresh_token=refresh_token,
+                access_token=seal(access_token, channel),
+                refresh_token=seal(refresh_token, channel),
                 access_expires_at=expires_at,
                 version=version + 1,
                 refresh_owner=None,

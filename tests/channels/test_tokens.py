@@ -4,12 +4,18 @@ PostgreSQL): one refresh at a time, the new pair stored before use, nothing burn
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
+from pydantic import ValidationError
+from sqlalchemy import select
 
+from backend import db
+from backend.models import ChannelToken
 from backend.services import channel_tokens
+from backend.settings import Settings, get_settings
+from backend.token_crypto import TokenKeyError, new_key
 from bot.channels.middleware import RetryLater
 from bot.channels.zalo import ZaloConfig, ZaloTokens
 from tests.channels.conftest import (
@@ -103,3 +109,98 @@ def test_tokens_never_show_in_a_repr() -> None:
     tokens = channel_tokens.Tokens("zalo", "secret-access", "secret-refresh", None, 1)
     assert "secret" not in repr(tokens)
     assert "rt-1" not in repr(ZaloConfig("1", "app-secret", "oa-secret", "at-1", "rt-1", "https://a", "https://b"))
+
+
+@pytest.fixture
+def encryption_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    key = new_key()
+    monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", key)
+    get_settings.cache_clear()
+    yield key
+    monkeypatch.delenv("TOKEN_ENCRYPTION_KEY")
+    get_settings.cache_clear()
+
+
+async def _stored_row(channel: str = "zalo") -> ChannelToken:
+    async with db.read_scope() as session:
+        row = await session.scalar(select(ChannelToken).where(ChannelToken.channel == channel))
+        assert row is not None
+        return row
+
+
+async def test_with_a_key_the_database_never_holds_a_token_in_clear(
+    backend_db: str, fake: FakeZalo, http: aiohttp.ClientSession, encryption_key: str
+) -> None:
+    tokens = ZaloTokens(config(fake), http, "worker-1")
+    await tokens.seed()
+    row = await _stored_row()
+    assert row.access_token.startswith("enc1:") and ZALO_ACCESS not in row.access_token
+    assert row.refresh_token is not None and ZALO_REFRESH not in row.refresh_token
+
+    await tokens.refresh(await tokens.get())  # the platform got the real refresh token back
+    assert fake.refresh_uses == {ZALO_REFRESH: 1}
+    row = await _stored_row()
+    assert "at-2" not in row.access_token and "rt-2" not in (row.refresh_token or "")
+    stored = await channel_tokens.current("zalo")
+    assert stored is not None and (stored.access_token, stored.refresh_token) == ("at-2", "rt-2")
+
+
+async def test_tokens_stored_before_the_key_are_read_and_encrypted_at_the_next_refresh(
+    backend_db: str, fake: FakeZalo, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = ZaloTokens(config(fake), http, "worker-1")
+    await tokens.seed()
+    assert (await _stored_row()).access_token == ZALO_ACCESS  # no key: stored as it is
+
+    monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", new_key())
+    get_settings.cache_clear()
+    try:
+        restarted = ZaloTokens(config(fake), http, "worker-1")
+        await restarted.seed()
+        assert (await restarted.get()).access_token == ZALO_ACCESS
+        await restarted.refresh(await restarted.get())
+        assert (await _stored_row()).access_token.startswith("enc1:")
+        assert (await restarted.get()).access_token == "at-2"
+    finally:
+        monkeypatch.delenv("TOKEN_ENCRYPTION_KEY")
+        get_settings.cache_clear()
+
+
+async def test_encrypted_tokens_without_their_key_are_a_clear_error(
+    backend_db: str, fake: FakeZalo, http: aiohttp.ClientSession, encryption_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await ZaloTokens(config(fake), http, "worker-1").seed()
+
+    monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", new_key())  # another key
+    get_settings.cache_clear()
+    with pytest.raises(TokenKeyError, match="do not decrypt with this TOKEN_ENCRYPTION_KEY"):
+        await channel_tokens.current("zalo")
+
+    monkeypatch.delenv("TOKEN_ENCRYPTION_KEY")  # no key at all
+    get_settings.cache_clear()
+    with pytest.raises(TokenKeyError, match="encrypted: set TOKEN_ENCRYPTION_KEY"):
+        await channel_tokens.current("zalo")
+
+    monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", encryption_key)
+    get_settings.cache_clear()
+    assert (await channel_tokens.current("zalo")).access_token == ZALO_ACCESS  # type: ignore[union-attr]
+
+
+async def test_a_token_moved_onto_another_channel_does_not_decrypt(
+    backend_db: str, fake: FakeZalo, http: aiohttp.ClientSession, encryption_key: str
+) -> None:
+    await ZaloTokens(config(fake), http, "worker-1").seed()
+    sealed = (await _stored_row()).access_token
+    await channel_tokens.seed("other", "x", None)
+    async with db.session_scope() as session:
+        row = await session.get(ChannelToken, "other")
+        assert row is not None
+        row.access_token = sealed
+    with pytest.raises(TokenKeyError):
+        await channel_tokens.current("other")
+
+
+@pytest.mark.parametrize("key", ["not base64 at all!", "c2hvcnQ=", "a" * 44])
+def test_a_malformed_key_stops_the_settings_with_its_name(key: str) -> None:
+    with pytest.raises(ValidationError, match="TOKEN_ENCRYPTION_KEY must"):
+        Settings(token_encryption_key=key)
