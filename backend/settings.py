@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         default=None, description="VNPay HMAC-SHA512 secret; from the environment only."
     )
     vnpay_payment_url: str = "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html"
+    vnpay_ipn_allowed_ips: str = Field(
+        default="",
+        description="Comma-separated addresses or networks VNPay's IPN may come from; empty = any "
+        "(the signature is checked either way).",
+    )
     public_base_url: str = Field(
         default="http://127.0.0.1:5005",
         description="Where customers' browsers reach this service (return and sandbox pages).",

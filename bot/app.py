@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     register_metrics(app, settings, lambda: app[RUNTIME].agent.nlu.model.meta.id if RUNTIME in app else None)
     register_staff_api(app, settings)
     register_chart_routes(app)
-    register_payment_routes(app)
+    register_payment_routes(app, settings)
     for channel in (RestInput(),):
         channel.register(app, lambda: app[RUNTIME].agent)
     register_platform_channels(app, settings, lambda: app[RUNTIME].agent)  # Telegram, Zalo, outbox worker

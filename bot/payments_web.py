@@ -1,7 +1,8 @@
 """HTTP routes of the payment flow: VNPay's IPN, the return page and the sandbox's pages.
 
 - `GET /payments/vnpay/ipn`: the gateway's server-to-server notice; always HTTP 200 with
-  VNPay's JSON answer `{"RspCode": ..., "Message": ...}`, whatever the input.
+  VNPay's JSON answer `{"RspCode": ..., "Message": ...}`, whatever the input, except from an
+  address outside VNPAY_IPN_ALLOWED_IPS when that is set (403, nothing read or settled).
 - `GET /payments/return`: where the gateway sends the customer's browser; an HTML page that
   reports the result (it changes nothing: only the IPN settles a link).
 - `GET/POST /payments/sandbox/{txn_ref}`: the built-in sandbox's pay page and its buttons;
@@ -25,8 +26,9 @@ from backend.clock import utcnow
 from backend.payments import IPN_PATH, RETURN_PATH, SandboxGateway, get_gateway
 from backend.payments.sandbox import PAGE_PATH
 from backend.services import payments
-from backend.settings import get_settings
+from backend.settings import Settings, get_settings
 from bot import payments_pages as pages
+from bot.ratelimit import RATE_LIMITS, IPNetwork, parse_networks
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ MAX_PARAMS = 40
 MAX_VALUE_CHARS = 2000
 IPN_TIMEOUT_SECONDS = 10.0
 _TXN_REF_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
+IPN_SOURCES = web.AppKey("ipn_sources", tuple[IPNetwork, ...])
 
 
 def _single_valued(params: Any) -> dict[str, str] | None:
@@ -98,6 +101,13 @@ def _bad_request() -> web.Response:
 
 async def ipn(request: web.Request) -> web.Response:
     """VNPay's IPN: settle the link and answer in VNPay's JSON, always with HTTP 200."""
+    sources = request.app.get(IPN_SOURCES)
+    if sources:
+        # The caller as our own proxies saw it (X-Forwarded-For believed from TRUSTED_PROXIES only).
+        address = request.app[RATE_LIMITS].client_address(request) if RATE_LIMITS in request.app else None
+        if address is None or not any(address in network for network in sources):
+            log.warning("IPN refused from %s: not in VNPAY_IPN_ALLOWED_IPS", address)
+            return web.json_response({"RspCode": "99", "Message": "Source not allowed"}, status=403)
     params = _single_valued(request.query)
     if params is None:
         answer = payments.INVALID_SIGNATURE
@@ -207,10 +217,13 @@ async def sandbox_submit(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"{gateway.return_url}?{urlencode(params)}")
 
 
-def register_payment_routes(app: web.Application) -> None:
-    """Add the payment routes to `app`. Builds the configured gateway now, so that a bad
-    payment configuration stops startup instead of failing the first customer."""
+def register_payment_routes(app: web.Application, settings: Settings | None = None) -> None:
+    """Add the payment routes to `app`. Builds the configured gateway and reads the IPN's
+    allowed sources now, so that a bad payment configuration stops startup instead of failing
+    the first customer."""
     get_gateway()
+    settings = settings or get_settings()
+    app[IPN_SOURCES] = parse_networks(settings.vnpay_ipn_allowed_ips, "VNPAY_IPN_ALLOWED_IPS")
     app.router.add_get(IPN_PATH, ipn)
     app.router.add_get(RETURN_PATH, return_page)
     app.router.add_get(PAGE_PATH + "{txn_ref}", sandbox_page)

@@ -10,17 +10,23 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from backend import db
 from backend.models import Payment
 from backend.payments import get_gateway
-from backend.settings import get_settings
+from backend.seed import seed_demo
+from backend.settings import Settings, get_settings
+from bot.app import create_app
+from bot.runtime import build_runtime
+from nlu import NLUModel
+from tests.conftest import PROJECT_DIR, empty_all_tables
 from tests.e2e.conftest import Chat
 
 AN, AN_PHONE = "PE0400012345", "0912345678"
@@ -275,3 +281,44 @@ async def ask_for_link_vnpay(chat: Chat) -> tuple[str, str]:
     replies = await chat.send("thanh toán tiền điện")
     message = next(r for r in replies if "vnpayment" in r.get("text", ""))
     return message["text"], message["buttons"][0]["payload"]
+
+
+async def test_ipn_from_outside_the_allowed_sources_is_refused(
+    sqlite_url: str, project_nlu: NLUModel, trained_models_dir: Path
+) -> None:
+    """With VNPAY_IPN_ALLOWED_IPS set, a correctly signed IPN from anywhere else settles nothing;
+    from VNPay's network (seen through our proxy) it settles the bill."""
+    db.configure(sqlite_url)
+    await empty_all_tables()
+    await seed_demo()
+    settings = Settings(
+        database_url=sqlite_url,
+        project_dir=PROJECT_DIR,
+        models_dir=trained_models_dir,
+        vnpay_ipn_allowed_ips="203.0.113.0/24, 2001:db8::/32",
+    )
+    runtime = build_runtime(settings, model=project_nlu)
+    try:
+        async with TestClient(TestServer(create_app(settings, runtime))) as guarded:
+            chat = await linked_chat(guarded, "ipn-sources")
+            _, url = await ask_for_link(chat)
+            _, signed = (await open_pay_page(guarded, url))["pay"]
+
+            # The test client connects from loopback, a trusted proxy: its X-Forwarded-For counts.
+            for outsider in ({"X-Forwarded-For": "198.51.100.7"}, {}, {"X-Forwarded-For": "203.0.113.9, 198.51.100.7"}):
+                refused = await guarded.get("/payments/vnpay/ipn", params=signed, headers=outsider)
+                assert refused.status == 403 and (await refused.json())["RspCode"] == "99"
+            assert await payments_count() == 0
+
+            accepted = await guarded.get("/payments/vnpay/ipn", params=signed, headers={"X-Forwarded-For": "203.0.113.9"})
+            assert accepted.status == 200 and (await accepted.json())["RspCode"] == "00"
+            assert await payments_count() == 1
+            assert "đã thanh toán" in await chat.say("tra cứu hóa đơn")
+    finally:
+        await db.dispose()
+
+
+def test_a_malformed_ipn_source_list_stops_startup_with_its_name() -> None:
+    settings = Settings(vnpay_ipn_allowed_ips="203.0.113.0/24, vnpay.vn")
+    with pytest.raises(ValueError, match="VNPAY_IPN_ALLOWED_IPS: 'vnpay.vn'"):
+        create_app(settings, runtime=None)
