@@ -4,10 +4,6 @@ switch to a newly activated model while customers keep writing, and no request f
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,17 +19,12 @@ from bot.model_rollout import announce
 from bot.nlu_training import run_job
 from tests.admin.conftest import ADMIN, settings_for
 from tests.conftest import POSTGRES_URL, PROJECT_DIR, REDIS_URL, empty_all_tables
+from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.skipif(
     not (POSTGRES_URL.startswith("postgresql") and REDIS_URL), reason="DATABASE_URL (PostgreSQL) and REDIS_URL not both set"
 )
 MESSAGES = ["xin chào", "tra cứu hóa đơn", "giá điện bậc 1 bao nhiêu", "cảm ơn", "mất điện ở phường Bến Thành", "tạm biệt"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -52,26 +43,17 @@ async def prepared(postgres_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 def workers(prepared: str, trained_models_dir: Path) -> Iterator[list[str]]:
     env = {
-        **os.environ, "DATABASE_URL": prepared, "REDIS_URL": REDIS_URL, "MODELS_DIR": str(trained_models_dir),
-        "PROJECT_DIR": str(PROJECT_DIR), "LOG_LEVEL": "WARNING", "STAFF_API_TOKEN": "",
+        "DATABASE_URL": prepared, "REDIS_URL": REDIS_URL, "MODELS_DIR": str(trained_models_dir), "STAFF_API_TOKEN": "",
         "SANDBOX_PAYMENT_SECRET": "same-for-both-workers", "URL_SIGNING_SECRET": "same-for-both-workers",
     }
-    ports = [_free_port(), _free_port()]
-    processes = [
-        subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(port)], cwd=PROJECT_DIR, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for port in ports
-    ]
+    servers = [ServerProcess(env, grace=15.0), ServerProcess(env, grace=15.0)]
+    for server in servers:
+        server.start()
     try:
-        yield [f"http://127.0.0.1:{port}" for port in ports]
+        yield [server.base for server in servers]
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for server in servers:
+            server.stop()
 
 
 async def _model(http: ClientSession, base: str) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,12 @@ from bot.rules import RulePolicy, load_rules
 from bot.stores import InMemoryLockStore, InMemoryTrackerStore
 from tests.bot.conftest import SAMPLE
 from tests.conftest import PROJECT_DIR
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.servers import free_port
 
 
 @pytest.fixture(scope="module")
 def action_server() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "rasa_sdk", "--actions", "tests.bot.sample_actions", "--port", str(port)],
         cwd=PROJECT_DIR,
@@ -83,7 +77,7 @@ async def test_form_validation_and_custom_action_over_http(action_server: str, s
 async def test_unreachable_action_server_gets_an_apology_not_a_crash(sample_nlu: NLUService) -> None:
     domain = Domain.load(SAMPLE / "domain.yml")
     domain.responses["utter_error"] = [{"text": "Sorry, try later."}]
-    runner = HttpActionRunner(f"http://127.0.0.1:{_free_port()}/webhook", timeout=2)
+    runner = HttpActionRunner(f"http://127.0.0.1:{free_port()}/webhook", timeout=2)
     agent = Agent(
         domain, RulePolicy(load_rules(SAMPLE / "rules.yml", domain), domain), sample_nlu, runner, InMemoryTrackerStore(), InMemoryLockStore()
     )

@@ -18,7 +18,6 @@ import hashlib
 import itertools
 import json
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from tests.conftest import POSTGRES_URL, PROJECT_DIR, REDIS_URL, empty_all_table
 from tests.e2e.conftest import STAFF_TOKEN, project_nlu  # noqa: F401 - the session fixture
 from tests.fakes.telegram import Call, FakeTelegram
 from tests.fakes.zalo import FakeZalo, Sent
+from tests.servers import free_port
 
 TG_TOKEN = "7000001:TEST_token-for-fake"
 TG_SECRET = "tg_secret-123"
@@ -64,12 +64,6 @@ def tg_chat(n: int) -> int:
 def zalo_user(n: int) -> str:
     """Zalo user id number `n` of this run."""
     return f"84{RUN}{n:05d}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 CHANNEL_LOOP = pytest.mark.asyncio(loop_scope="module")

@@ -4,10 +4,6 @@ pub/sub, and two agents on different workers racing to claim one conversation ne
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,59 +14,33 @@ from redis.asyncio import Redis
 from backend import db
 from backend.seed import seed_demo
 from backend.services import handoff, staff
-from tests.conftest import POSTGRES_URL, PROJECT_DIR, REDIS_URL, empty_all_tables
+from tests.conftest import POSTGRES_URL, REDIS_URL, empty_all_tables
 from tests.console.conftest import PASSWORD, Agent
+from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.skipif(not (POSTGRES_URL.startswith("postgresql") and REDIS_URL), reason="DATABASE_URL (PostgreSQL) and REDIS_URL not both set")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def workers(postgres_url: str, trained_models_dir: Path) -> Iterator[list[str]]:
+def workers(postgres_url: str, trained_models_dir: Path) -> Iterator[list[ServerProcess]]:
     """Two `python -m bot serve` processes on one PostgreSQL database and one Redis."""
     env = {
-        **os.environ, "DATABASE_URL": postgres_url, "REDIS_URL": REDIS_URL, "MODELS_DIR": str(trained_models_dir),
-        "PROJECT_DIR": str(PROJECT_DIR), "HANDOFF_HOURS": "00:00-24:00", "HANDOFF_DAYS": "0-6", "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": postgres_url, "REDIS_URL": REDIS_URL, "MODELS_DIR": str(trained_models_dir),
+        "HANDOFF_HOURS": "00:00-24:00", "HANDOFF_DAYS": "0-6",
         "STAFF_API_TOKEN": "", "SANDBOX_PAYMENT_SECRET": "same-for-both-workers", "URL_SIGNING_SECRET": "same-for-both-workers",
     }
-    ports = [_free_port(), _free_port()]
-    processes = [
-        subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(port)], cwd=PROJECT_DIR, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for port in ports
-    ]
+    servers = [ServerProcess(env), ServerProcess(env)]
+    for server in servers:
+        server.start()
     try:
-        yield [f"http://127.0.0.1:{port}" for port in ports]
+        yield servers
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-async def _wait_healthy(base: str) -> None:
-    async with ClientSession() as http:
-        for _ in range(150):
-            try:
-                async with http.get(f"{base}/health") as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"{base} did not start")
+        for server in servers:
+            server.stop()
 
 
 @pytest.fixture
-async def cluster(postgres_url: str, workers: list[str]) -> AsyncIterator[list[str]]:
+async def cluster(postgres_url: str, workers: list[ServerProcess]) -> AsyncIterator[list[str]]:
     db.configure(postgres_url)
     await empty_all_tables()
     await seed_demo()
@@ -79,8 +49,8 @@ async def cluster(postgres_url: str, workers: list[str]) -> AsyncIterator[list[s
     await redis.aclose()
     for name in ("lan", "minh"):
         await staff.create_staff(name, PASSWORD, "agent", display_name=name.title(), max_chats=10)
-    await asyncio.gather(*(_wait_healthy(base) for base in workers))
-    yield workers
+    await asyncio.gather(*(server.wait_healthy(within=30.0) for server in workers))
+    yield [server.base for server in workers]
     await db.dispose()
 
 

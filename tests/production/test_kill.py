@@ -26,7 +26,6 @@ from tests.conftest import POSTGRES_URL, REDIS_URL, empty_all_tables
 from tests.fakes.telegram import FakeTelegram
 from tests.production.conftest import GREETING, HELP, THANKS
 from tests.production.support import (
-    ServerProcess,
     SlowActionServer,
     assert_each_answered_once,
     fresh_session,
@@ -35,6 +34,7 @@ from tests.production.support import (
     say,
     texts,
 )
+from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.skipif(
     not (POSTGRES_URL.startswith("postgresql") and REDIS_URL), reason="DATABASE_URL (PostgreSQL) and REDIS_URL not both set"

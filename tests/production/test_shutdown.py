@@ -19,13 +19,13 @@ from bot.stores import RedisTrackerStore, SQLTrackerStore, TrackerStore
 from tests.conftest import REDIS_URL
 from tests.production.conftest import GREETING, HELP, THANKS
 from tests.production.support import (
-    ServerProcess,
     SlowActionServer,
     assert_each_answered_once,
     fresh_session,
     say,
     texts,
 )
+from tests.servers import ServerProcess
 
 GRACE = 10.0
 
