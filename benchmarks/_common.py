@@ -295,6 +295,21 @@ def cpu_seconds(pids: Sequence[int]) -> tuple[float, float]:
     return user, system
 
 
+def peak_rss_mb(pids: Sequence[int]) -> list[float]:
+    """The peak resident memory (VmHWM, MiB) of each process and its children so far; Linux
+    only (empty elsewhere)."""
+    peaks = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+            todo += _children(pid)
+    return peaks
+
+
 # ----------------------------------------------------------------------------- the fake Telegram
 
 FAKE_TELEGRAM_TOKEN = "7000001:BENCH_token"

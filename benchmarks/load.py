@@ -75,6 +75,7 @@ from benchmarks._common import (  # noqa: E402
     hotspots,
     machine_line,
     markdown_table,
+    peak_rss_mb,
     percentile,
     production_environment,
     profile_report,
@@ -257,6 +258,7 @@ class Run:
     workers_user: float = 0.0  # CPU seconds the bot workers used during the run, in Python...
     workers_system: float = 0.0  # ... and in the kernel
     client_cpu: float = 0.0  # CPU seconds this load generator used
+    peak_rss_mb: list[float] = field(default_factory=list)  # each server process's peak resident memory
     db_connections: int = 0  # most connections to the benchmark database at once (sampled each second)
     db_lock_waits: int = 0  # most of them waiting for a row lock at once
     db_idle_in_transaction: int = 0  # most of them in a transaction, waiting for their worker
@@ -563,6 +565,8 @@ def report(run: Run, verdict: Verdict, burst: tuple[int, int], args: argparse.Na
         ("worker CPU per turn (user + system)",
          f"{1000 * workers_cpu / turns:.1f} ms ({1000 * run.workers_user / turns:.1f} + {1000 * run.workers_system / turns:.1f})", True),
     ]
+    if run.peak_rss_mb:
+        checks.append(("peak memory (RSS) of the server processes: largest / all", f"{max(run.peak_rss_mb):.0f} / {sum(run.peak_rss_mb):.0f} MiB", True))
     lines.append(markdown_table(["check", "result", "ok"], [[c, v, "yes" if ok else "NO"] for c, v, ok in checks]))
     p99 = percentile(sorted(total.latencies_ms), 99)
     rate = len(total.latencies_ms) / run.wall_seconds if run.wall_seconds else 0.0
@@ -642,6 +646,7 @@ def main(argv: list[str] | None = None) -> int:
                 with profile as profiles:
                     run = asyncio.run(drive(servers.urls, people, args, database_url))
                 user_after, system_after = cpu_seconds(servers.pids)
+                run.peak_rss_mb = peak_rss_mb(servers.pids)
                 run.workers_user, run.workers_system = user_after - user, system_after - system
                 run.client_cpu = time.process_time() - client_cpu
                 time.sleep(1.5)  # PostgreSQL publishes its counters about once a second
