@@ -101,15 +101,16 @@ class _Decoded:
             events.extend(marshal.loads(chunk))
         return events
 
-    def extend(self, events: list[dict[str, Any]], last_raw: bytes, everything: list[dict[str, Any]] | None = None) -> None:
-        """Add `events` (read or written after the cached ones). `everything`, when the caller has
-        the whole conversation at hand anyway, lets a long chain of chunks become one."""
-        if everything is not None and len(self.chunks) >= self.MAX_CHUNKS:
-            self.chunks = [marshal.dumps(everything)]
-        else:
-            self.chunks.append(marshal.dumps(events))
+    def extend(self, events: list[dict[str, Any]], last_raw: bytes) -> None:
+        """Add `events` (read or written after the cached ones)."""
+        self.chunks.append(marshal.dumps(events))
         self.length += len(events)
         self.last_raw = last_raw
+
+    def compact(self, everything: list[dict[str, Any]]) -> None:
+        """Make a long chain of chunks one again; `everything`: the events, just unmarshalled."""
+        if len(self.chunks) >= self.MAX_CHUNKS and len(everything) == self.length:
+            self.chunks = [marshal.dumps(everything)]
 
 
 class RedisTrackerStore(TrackerStore):
@@ -153,7 +154,8 @@ class RedisTrackerStore(TrackerStore):
                 if tail:
                     added = [json.loads(raw) for raw in tail]
                     events.extend(added)
-                    cached.extend(added, tail[-1], everything=events)
+                    cached.extend(added, tail[-1])
+                cached.compact(events)
                 # Other conversations' turns ran during the read: this entry may have been
                 # evicted or replaced meanwhile. Keep it only if nothing newer took its place.
                 current = self._decoded.get(sender_id)

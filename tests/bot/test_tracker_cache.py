@@ -96,3 +96,17 @@ async def test_many_conversations_read_at_once_through_a_small_cache(
         results = await asyncio.gather(*(a.retrieve(s) for s in senders))
         assert results == [_events(3 + round_)] * len(senders)
     assert len(a._decoded) <= 3
+
+
+async def test_a_long_conversation_on_one_worker_stays_exact_and_compact(
+    workers: tuple[RedisTrackerStore, RedisTrackerStore],
+) -> None:
+    """Turn after turn on one worker (read, then append), the cached events stay exactly the
+    stored ones and are not kept as one piece per turn."""
+    a, _ = workers
+    for turn in range(40):
+        events = await a.retrieve("chat")
+        assert events == _events(2 * turn)
+        await a.append("chat", _events(2, 2 * turn), 2 * turn)
+    assert await a.retrieve("chat") == _events(80)
+    assert len(a._decoded["chat"].chunks) < 10
