@@ -8,6 +8,7 @@ DATABASE_URL and REDIS_URL are set (skipped with a reason otherwise).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,33 @@ def project_nlu(trained_models_dir: Path) -> NLUModel:
     return NLUModel.load(ModelRegistry(trained_models_dir).newest())
 
 
+@asynccontextmanager
+async def serving(
+    database_url: str, redis_url: str | None, model: NLUModel, models_dir: Path, **overrides: Any
+) -> AsyncIterator[TestClient]:
+    """The whole service on `database_url` (emptied and seeded with the demo data) and, when
+    given, `redis_url` (flushed), behind a test client; `overrides`: more settings."""
+    db.configure(database_url)
+    await empty_all_tables()
+    await seed_demo()
+    settings = Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        project_dir=PROJECT_DIR,
+        models_dir=models_dir,
+        staff_api_token=STAFF_TOKEN,
+        **overrides,
+    )
+    runtime = build_runtime(settings, model=model)
+    if redis_url:
+        await runtime.endpoints.redis.flushdb()
+    try:
+        async with TestClient(TestServer(create_app(settings, runtime))) as test_client:
+            yield test_client
+    finally:
+        await db.dispose()
+
+
 @pytest.fixture(params=["embedded", "redis-postgres"])
 async def client(request: pytest.FixtureRequest, project_nlu: NLUModel, trained_models_dir: Path) -> AsyncIterator[TestClient]:
     if request.param == "embedded":
@@ -38,22 +66,8 @@ async def client(request: pytest.FixtureRequest, project_nlu: NLUModel, trained_
         if not (POSTGRES_URL and REDIS_URL):
             pytest.skip("DATABASE_URL and REDIS_URL not both set")
         database_url, redis_url = request.getfixturevalue("postgres_url"), REDIS_URL
-    db.configure(database_url)
-    await empty_all_tables()
-    await seed_demo()
-    settings = Settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        project_dir=PROJECT_DIR,
-        models_dir=trained_models_dir,
-        staff_api_token=STAFF_TOKEN,
-    )
-    runtime = build_runtime(settings, model=project_nlu)
-    if redis_url:
-        await runtime.endpoints.redis.flushdb()
-    async with TestClient(TestServer(create_app(settings, runtime))) as test_client:
+    async with serving(database_url, redis_url, project_nlu, trained_models_dir) as test_client:
         yield test_client
-    await db.dispose()
 
 
 class Chat:

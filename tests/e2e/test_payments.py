@@ -15,19 +15,16 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from backend import db
 from backend.models import Payment
 from backend.payments import get_gateway
-from backend.seed import seed_demo
 from backend.settings import Settings, get_settings
 from bot.app import create_app
-from bot.runtime import build_runtime
 from nlu import NLUModel
-from tests.conftest import PROJECT_DIR, empty_all_tables
-from tests.e2e.conftest import Chat
+from tests.e2e.conftest import Chat, serving
 
 AN, AN_PHONE = "PE0400012345", "0912345678"
 DUNG, DUNG_PHONE = "PE1300056789", "0938777666"
@@ -288,34 +285,22 @@ async def test_ipn_from_outside_the_allowed_sources_is_refused(
 ) -> None:
     """With VNPAY_IPN_ALLOWED_IPS set, a correctly signed IPN from anywhere else settles nothing;
     from VNPay's network (seen through our proxy) it settles the bill."""
-    db.configure(sqlite_url)
-    await empty_all_tables()
-    await seed_demo()
-    settings = Settings(
-        database_url=sqlite_url,
-        project_dir=PROJECT_DIR,
-        models_dir=trained_models_dir,
-        vnpay_ipn_allowed_ips="203.0.113.0/24, 2001:db8::/32",
-    )
-    runtime = build_runtime(settings, model=project_nlu)
-    try:
-        async with TestClient(TestServer(create_app(settings, runtime))) as guarded:
-            chat = await linked_chat(guarded, "ipn-sources")
-            _, url = await ask_for_link(chat)
-            _, signed = (await open_pay_page(guarded, url))["pay"]
+    allowed = "203.0.113.0/24, 2001:db8::/32"
+    async with serving(sqlite_url, None, project_nlu, trained_models_dir, vnpay_ipn_allowed_ips=allowed) as guarded:
+        chat = await linked_chat(guarded, "ipn-sources")
+        _, url = await ask_for_link(chat)
+        _, signed = (await open_pay_page(guarded, url))["pay"]
 
-            # The test client connects from loopback, a trusted proxy: its X-Forwarded-For counts.
-            for outsider in ({"X-Forwarded-For": "198.51.100.7"}, {}, {"X-Forwarded-For": "203.0.113.9, 198.51.100.7"}):
-                refused = await guarded.get("/payments/vnpay/ipn", params=signed, headers=outsider)
-                assert refused.status == 403 and (await refused.json())["RspCode"] == "99"
-            assert await payments_count() == 0
+        # The test client connects from loopback, a trusted proxy: its X-Forwarded-For counts.
+        for outsider in ({"X-Forwarded-For": "198.51.100.7"}, {}, {"X-Forwarded-For": "203.0.113.9, 198.51.100.7"}):
+            refused = await guarded.get("/payments/vnpay/ipn", params=signed, headers=outsider)
+            assert refused.status == 403 and (await refused.json())["RspCode"] == "99"
+        assert await payments_count() == 0
 
-            accepted = await guarded.get("/payments/vnpay/ipn", params=signed, headers={"X-Forwarded-For": "203.0.113.9"})
-            assert accepted.status == 200 and (await accepted.json())["RspCode"] == "00"
-            assert await payments_count() == 1
-            assert "đã thanh toán" in await chat.say("tra cứu hóa đơn")
-    finally:
-        await db.dispose()
+        accepted = await guarded.get("/payments/vnpay/ipn", params=signed, headers={"X-Forwarded-For": "203.0.113.9"})
+        assert accepted.status == 200 and (await accepted.json())["RspCode"] == "00"
+        assert await payments_count() == 1
+        assert "đã thanh toán" in await chat.say("tra cứu hóa đơn")
 
 
 def test_a_malformed_ipn_source_list_stops_startup_with_its_name() -> None:
