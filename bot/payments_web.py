@@ -104,7 +104,7 @@ async def ipn(request: web.Request) -> web.Response:
     sources = request.app.get(IPN_SOURCES)
     if sources:
         # The caller as our own proxies saw it (X-Forwarded-For believed from TRUSTED_PROXIES only).
-        address = request.app[RATE_LIMITS].client_address(request) if RATE_LIMITS in request.app else None
+        address = request.app[RATE_LIMITS].client_address(request)
         if address is None or not any(address in network for network in sources):
             log.warning("IPN refused from %s: not in VNPAY_IPN_ALLOWED_IPS", address)
             return web.json_response({"RspCode": "99", "Message": "Source not allowed"}, status=403)
