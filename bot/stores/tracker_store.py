@@ -109,7 +109,7 @@ class _Decoded:
 
     def compact(self, everything: list[dict[str, Any]]) -> None:
         """Make a long chain of chunks one again; `everything`: the events, just unmarshalled."""
-        if len(self.chunks) >= self.MAX_CHUNKS and len(everything) == self.length:
+        if len(self.chunks) >= self.MAX_CHUNKS:
             self.chunks = [marshal.dumps(everything)]
 
 
