@@ -4,7 +4,7 @@ PostgreSQL): one refresh at a time, the new pair stored before use, nothing burn
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -112,13 +112,25 @@ def test_tokens_never_show_in_a_repr() -> None:
 
 
 @pytest.fixture
-def encryption_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def use_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str | None], None]]:
+    """Set TOKEN_ENCRYPTION_KEY (None: unset it) as a restarted worker would read it."""
+
+    def use(key: str | None) -> None:
+        if key is None:
+            monkeypatch.delenv("TOKEN_ENCRYPTION_KEY", raising=False)
+        else:
+            monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", key)
+        get_settings.cache_clear()
+
+    yield use
+    use(None)
+
+
+@pytest.fixture
+def encryption_key(use_key: Callable[[str | None], None]) -> str:
     key = new_key()
-    monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", key)
-    get_settings.cache_clear()
-    yield key
-    monkeypatch.delenv("TOKEN_ENCRYPTION_KEY")
-    get_settings.cache_clear()
+    use_key(key)
+    return key
 
 
 async def _stored_row(channel: str = "zalo") -> ChannelToken:
@@ -146,43 +158,35 @@ async def test_with_a_key_the_database_never_holds_a_token_in_clear(
 
 
 async def test_tokens_stored_before_the_key_are_read_and_encrypted_at_the_next_refresh(
-    backend_db: str, fake: FakeZalo, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+    backend_db: str, fake: FakeZalo, http: aiohttp.ClientSession, use_key: Callable[[str | None], None]
 ) -> None:
     tokens = ZaloTokens(config(fake), http, "worker-1")
     await tokens.seed()
     assert (await _stored_row()).access_token == ZALO_ACCESS  # no key: stored as it is
 
-    monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", new_key())
-    get_settings.cache_clear()
-    try:
-        restarted = ZaloTokens(config(fake), http, "worker-1")
-        await restarted.seed()
-        assert (await restarted.get()).access_token == ZALO_ACCESS
-        await restarted.refresh(await restarted.get())
-        assert (await _stored_row()).access_token.startswith("enc1:")
-        assert (await restarted.get()).access_token == "at-2"
-    finally:
-        monkeypatch.delenv("TOKEN_ENCRYPTION_KEY")
-        get_settings.cache_clear()
+    use_key(new_key())
+    restarted = ZaloTokens(config(fake), http, "worker-1")
+    await restarted.seed()
+    assert (await restarted.get()).access_token == ZALO_ACCESS
+    await restarted.refresh(await restarted.get())
+    assert (await _stored_row()).access_token.startswith("enc1:")
+    assert (await restarted.get()).access_token == "at-2"
 
 
 async def test_encrypted_tokens_without_their_key_are_a_clear_error(
-    backend_db: str, fake: FakeZalo, http: aiohttp.ClientSession, encryption_key: str, monkeypatch: pytest.MonkeyPatch
+    backend_db: str, fake: FakeZalo, http: aiohttp.ClientSession, encryption_key: str, use_key: Callable[[str | None], None]
 ) -> None:
     await ZaloTokens(config(fake), http, "worker-1").seed()
 
-    monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", new_key())  # another key
-    get_settings.cache_clear()
+    use_key(new_key())  # another key
     with pytest.raises(TokenKeyError, match="do not decrypt with this TOKEN_ENCRYPTION_KEY"):
         await channel_tokens.current("zalo")
 
-    monkeypatch.delenv("TOKEN_ENCRYPTION_KEY")  # no key at all
-    get_settings.cache_clear()
+    use_key(None)  # no key at all
     with pytest.raises(TokenKeyError, match="encrypted: set TOKEN_ENCRYPTION_KEY"):
         await channel_tokens.current("zalo")
 
-    monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", encryption_key)
-    get_settings.cache_clear()
+    use_key(encryption_key)
     assert (await channel_tokens.current("zalo")).access_token == ZALO_ACCESS  # type: ignore[union-attr]
 
 
