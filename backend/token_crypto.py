@@ -50,6 +50,11 @@ def _key() -> bytes | None:
     return parse_key(secret.get_secret_value()) if secret is not None else None
 
 
+def encrypting() -> bool:
+    """Whether tokens are stored encrypted (TOKEN_ENCRYPTION_KEY is set)."""
+    return get_settings().token_encryption_key is not None
+
+
 def seal(value: str | None, channel: str) -> str | None:
     """What to store for `value` (None stays None)."""
     key = _key()

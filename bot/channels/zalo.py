@@ -41,7 +41,8 @@ from backend.clock import utcnow
 from backend.services import channel_tokens
 from backend.services.channel_tokens import Busy, Tokens
 from backend.services.notifications import OutboxItem
-from backend.settings import Settings, get_settings
+from backend.settings import Settings
+from backend.token_crypto import encrypting
 from bot.channels.base import (
     MAX_MESSAGE_CHARS,
     ChannelHost,
@@ -395,7 +396,7 @@ class ZaloChannel(InputChannel):
             return
         if not self.config.app_secret:
             log.warning("zalo: ZALO_APP_SECRET is unset; the access token cannot be refreshed when it expires")
-        if get_settings().token_encryption_key is None:
+        if not encrypting():
             log.warning("zalo: TOKEN_ENCRYPTION_KEY is unset; the OA's tokens are stored in the database unencrypted")
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15, connect=5), connector=aiohttp.TCPConnector(limit=100))
         self.tokens = ZaloTokens(self.config, self.http, owner)
