@@ -224,13 +224,13 @@ def report(clinc: dict[str, float], banking: dict[str, float], quick: bool) -> s
     ]
     lines += [f"| {name} (Larson et al. 2019) | {acc:.1f} | {rec:.1f} | | |" for name, acc, rec in PUBLISHED_CLINC]
     timing = f"{clinc['train_seconds']:.1f} ({clinc['load']:.1f}) | {clinc['p50_ms']:.2f} / {clinc['p99_ms']:.2f}"
-    lines.append(f"| ours, argmax | {100 * clinc['argmax_in_scope']:.1f} | {100 * clinc['argmax_oos_recall']:.1f} | {timing} |")
+    lines.append(f"| ours, argmax | {100 * clinc['argmax_in_scope']:.2f} | {100 * clinc['argmax_oos_recall']:.1f} | {timing} |")
     lines.append(
-        f"| ours, + config.yml threshold {clinc['config_threshold']:.2f} | {100 * clinc['config_in_scope']:.1f} | "
+        f"| ours, + config.yml threshold {clinc['config_threshold']:.2f} | {100 * clinc['config_in_scope']:.2f} | "
         f"{100 * clinc['config_oos_recall']:.1f} | {timing} |"
     )
     lines.append(
-        f"| ours, + threshold {clinc['threshold']:.3f} tuned on val | {100 * clinc['in_scope']:.1f} | "
+        f"| ours, + threshold {clinc['threshold']:.3f} tuned on val | {100 * clinc['in_scope']:.2f} | "
         f"{100 * clinc['oos_recall']:.1f} | {timing} |"
     )
     lines += [

@@ -197,6 +197,18 @@ class IntentFeatures:
         blocks = zip(self.blocks, self.weights, strict=True)
         return sparse.hstack([w * vec.transform([r[view] for r in rows]) for (view, vec), w in blocks], format="csr")
 
+    def character_block(self) -> int:
+        """Index of the first character n-gram block (the first block if none): what the
+        neighbour discount compares messages on."""
+        return next((i for i, (_, vec) in enumerate(self.blocks) if vec.analyzer in ("char", "char_wb")), 0)
+
+    def span(self, block: int) -> tuple[int, int]:
+        """The columns of one block in the stacked feature row."""
+        if self._analyzers is None:
+            self._prepare()
+        start = self._offsets[block]
+        return start, start + len(self.blocks[block][1].vocabulary_)
+
     @property
     def size(self) -> int:
         return sum(len(vec.vocabulary_) for _, vec in self.blocks)

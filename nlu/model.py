@@ -1,9 +1,11 @@
 """The NLU model: trained from Rasa NLU data, parses a message into intent, ranking and entities.
 
 Intent classification is a linear model over TF-IDF blocks (see `nlu.featurize`) whose scores
-are turned into probabilities by temperature scaling fitted on cross-validated predictions, so
-a confidence means roughly "how often an intent given with this confidence is right", and the
-FallbackClassifier threshold of config.yml is a real trade-off rather than a magic number.
+are turned into probabilities by temperature scaling fitted on cross-validated predictions (see
+`nlu.calibration`), so a confidence means roughly "how often an intent given with this confidence
+is right", and the FallbackClassifier threshold of config.yml is a real trade-off rather than a
+magic number. Confidence then drops for unfamiliar messages: unknown words, and (see
+`nlu.neighbours`) wording unlike any training example.
 
 `parse` never raises: any text (empty, huge, emoji, control characters) gets a valid result,
 falling back to `nlu_fallback` below the configured confidence threshold.
@@ -24,25 +26,27 @@ from zoneinfo import ZoneInfo
 import joblib
 import numpy as np
 import yaml
+from scipy import sparse
 from sklearn.base import ClassifierMixin
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
+from nlu.calibration import TemperatureScaled, fit_temperature_scaled, softmax
 from nlu.entities import SynonymMatcher, extract_identifiers, extract_kwh, extract_months
 from nlu.featurize import VIEW_NAMES, FeatureBlock, IntentFeatures, TextViews, views
 from nlu.locations import LocationExtractor
+from nlu.neighbours import NearestExamples
 from nlu.normalize import clean
 from nlu.training_data import TrainingData
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 FALLBACK_INTENT = "nlu_fallback"
 MAX_PARSE_CHARS = 2000  # longer texts are classified on their first part; entities on all of it
-MODEL_FORMAT = 4  # bumped when the pickled bundle changes shape; older bundles are refused
-# From this many examples, calibration uses at most LARGE_DATA_FOLDS folds, run in two processes:
-# one temperature needs few out-of-fold scores, and CLINC150's 15,000 then train in about a minute
-# (the joint multi-class SVM costs about three times one-vs-rest there; 3 s on the project data).
+MODEL_FORMAT = 5  # bumped when the pickled bundle changes shape; older bundles are refused
+# From this many examples, calibration uses at most LARGE_DATA_FOLDS folds, fitted with the final
+# model in two processes: one temperature needs few out-of-fold scores, and CLINC150's 15,000 then
+# train in under a minute on two slow cores (the joint multi-class SVM costs about three times
+# one-vs-rest there; about 5 s on the project data).
 LARGE_DATA = 5000
 LARGE_DATA_FOLDS = 3
 
@@ -72,7 +76,8 @@ class PipelineConfig:
     LinearIntentClassifier: classifier (svm|logistic), multi_class (ovr|crammer_singer, svm
         only: one-vs-rest or one joint multi-class SVM), C, class_weight (null|balanced),
         fit_intercept, calibration_folds (0: raw softmax of the scores, else k-fold temperature
-        scaling), unknown_word_discount (0: off), ranking_length.
+        scaling), tol (the solver's stopping tolerance), unknown_word_discount (0: off),
+        neighbour_discount (0: off) and neighbour_quantile (see `nlu.neighbours`), ranking_length.
     TfidfIntentClassifier (older configs): the same keys plus word_ngrams and char_ngrams.
     FallbackClassifier: threshold.
     Other components (entity extractors, someone else's) are accepted and need nothing here.
@@ -91,7 +96,10 @@ class PipelineConfig:
     class_weight: str | None = None
     fit_intercept: bool = True
     calibration_folds: int = 5
+    tol: float = 1e-4
     unknown_word_discount: float = 1.0
+    neighbour_discount: float = 0.0
+    neighbour_quantile: float = 0.1
     fallback_threshold: float = 0.3
     ranking_length: int = 10
 
@@ -202,11 +210,18 @@ def _classifier(config: PipelineConfig, key: str, value: Any) -> PipelineConfig:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value == 1:
             raise ValueError(f"must be 0 (no calibration) or a number of folds >= 2, got {value!r}")
         return replace(config, calibration_folds=value)
-    if key == "unknown_word_discount":
+    if key in ("unknown_word_discount", "neighbour_discount"):
         exponent = float(value)
         if not 0.0 <= exponent <= 4.0:
             raise ValueError(f"must be between 0 (off) and 4, got {value!r}")
-        return replace(config, unknown_word_discount=exponent)
+        return replace(config, **{key: exponent})
+    if key == "neighbour_quantile":
+        quantile = float(value)
+        if not 0.0 <= quantile <= 1.0:
+            raise ValueError(f"must be between 0 and 1, got {value!r}")
+        return replace(config, neighbour_quantile=quantile)
+    if key == "tol":
+        return replace(config, tol=_positive(value))
     if key == "ranking_length":
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"must be a positive integer, got {value!r}")
@@ -236,7 +251,19 @@ def _accept(config: PipelineConfig, key: str, value: Any) -> PipelineConfig:
     return config
 
 
-_CLASSIFIER_KEYS = {"classifier", "multi_class", "C", "class_weight", "fit_intercept", "calibration_folds", "unknown_word_discount", "ranking_length"}
+_CLASSIFIER_KEYS = {
+    "classifier",
+    "multi_class",
+    "C",
+    "class_weight",
+    "fit_intercept",
+    "calibration_folds",
+    "tol",
+    "unknown_word_discount",
+    "neighbour_discount",
+    "neighbour_quantile",
+    "ranking_length",
+}
 _PARAMETERS: dict[str, set[str]] = {
     "VietnameseNormalizer": {"collapse_repeats", "expand_abbreviations"},
     "EntitySynonymMapper": {"mask_for_intents"},
@@ -261,36 +288,21 @@ _COMPONENTS = {
 }
 
 
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    exp = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def build_classifier(config: PipelineConfig, labels: list[str]) -> ClassifierMixin:
-    """The configured linear classifier, wrapped in k-fold temperature scaling when asked for.
-
-    Temperature scaling (one parameter, fitted on out-of-fold scores, then the base model is
-    refitted on all data) keeps probabilities a softmax of linear scores, so the fast path in
-    `NLUModel.probabilities` stays a sparse dot product. Folds are capped by the rarest intent,
-    and by LARGE_DATA_FOLDS on large data.
-    """
+def fit_classifier(config: PipelineConfig, matrix: sparse.spmatrix, labels: list[str]) -> ClassifierMixin:
+    """The configured linear classifier, fitted, with k-fold temperature scaling when asked for
+    (see `nlu.calibration`). Folds are capped by the rarest intent, and by LARGE_DATA_FOLDS on
+    large data, where the fits run in two processes."""
     if config.classifier == "svm":
         base: ClassifierMixin = LinearSVC(
-            C=config.C, multi_class=config.multi_class, class_weight=config.class_weight, fit_intercept=config.fit_intercept
+            C=config.C, multi_class=config.multi_class, class_weight=config.class_weight, fit_intercept=config.fit_intercept, tol=config.tol
         )
     else:
-        base = LogisticRegression(C=config.C, class_weight=config.class_weight, fit_intercept=config.fit_intercept, max_iter=3000)
+        base = LogisticRegression(C=config.C, class_weight=config.class_weight, fit_intercept=config.fit_intercept, tol=config.tol, max_iter=3000)
     large = len(labels) >= LARGE_DATA
     folds = min(config.calibration_folds, min(Counter(labels).values()), LARGE_DATA_FOLDS if large else config.calibration_folds)
     if folds < 2:
-        return base
-    return CalibratedClassifierCV(
-        base,
-        method="temperature",
-        ensemble=False,
-        cv=StratifiedKFold(folds, shuffle=True, random_state=0),
-        n_jobs=2 if large else None,
-    )
+        return base.fit(matrix, labels)
+    return fit_temperature_scaled(base, matrix, labels, folds, n_jobs=2 if large else 1)
 
 
 @dataclass
@@ -326,6 +338,7 @@ class NLUModel:
         synonyms: SynonymMatcher,
         meta: ModelMeta,
         locations: LocationExtractor | None = None,
+        neighbours: NearestExamples | None = None,
     ) -> None:
         self.features = features
         self.classifier = classifier
@@ -333,10 +346,11 @@ class NLUModel:
         self.synonyms = synonyms
         self.meta = meta
         self.locations = locations
+        self.neighbours = neighbours
+        self._neighbour_span = features.span(features.character_block()) if neighbours is not None else (0, 0)
         self.classes: list[str] = list(classifier.classes_)
-        if isinstance(classifier, CalibratedClassifierCV):
-            calibrated = classifier.calibrated_classifiers_[0]
-            linear, self._inverse_temperature = calibrated.estimator, float(calibrated.calibrators[0].beta_)
+        if isinstance(classifier, TemperatureScaled):
+            linear, self._inverse_temperature = classifier.estimator, classifier.inverse_temperature
         else:
             linear, self._inverse_temperature = classifier, 1.0
         # Column-major weights make the per-message sparse dot product a cheap gather.
@@ -359,8 +373,11 @@ class NLUModel:
         features = IntentFeatures(config.features)
         matrix = features.fit_matrix([cls._views(config, e.text, masker, locations) for e in data.examples])
         labels = [e.intent for e in data.examples]
-        classifier = build_classifier(config, labels)
-        classifier.fit(matrix, labels)
+        classifier = fit_classifier(config, matrix, labels)
+        neighbours = None
+        if config.neighbour_discount > 0:
+            start, end = features.span(features.character_block())
+            neighbours = NearestExamples(matrix[:, start:end], config.neighbour_quantile)
         now = datetime.now(VN_TZ)
         fingerprint = data_fingerprint(data, config)
         meta = ModelMeta(
@@ -372,7 +389,7 @@ class NLUModel:
             train_seconds=round(time.perf_counter() - started, 3),
             config=json.loads(json.dumps(asdict(config))),  # as meta.json will hold it
         )
-        return cls(features, classifier, config, matcher, meta, locations)
+        return cls(features, classifier, config, matcher, meta, locations, neighbours)
 
     @staticmethod
     def _views(
@@ -404,29 +421,41 @@ class NLUModel:
         scores = self._bias + val @ self._weights[idx] if len(idx) else self._bias.copy()
         if scores.shape[0] == 1:  # two intents: scikit-learn keeps one column for the second
             scores = np.array([-scores[0], scores[0]])
-        probabilities = _softmax(self._inverse_temperature * scores)[None, :]
-        return self._discount(probabilities, np.array([self.features.coverage(row)]))[0]
+        probabilities = softmax(self._inverse_temperature * scores)[None, :]
+        similar = None
+        if self.neighbours is not None:
+            start, end = self._neighbour_span
+            inside = (idx >= start) & (idx < end)
+            similar = np.array([self.neighbours.similarity(idx[inside] - start, val[inside])])
+        return self._discount(probabilities, np.array([self.features.coverage(row)]), similar)[0]
 
     def probabilities_batch(self, texts: list[str]) -> np.ndarray:
         """scikit-learn's own computation, for evaluation; agrees with `probabilities`."""
         rows = [self._message_views(t) for t in texts]
         matrix = self.features.matrix(rows)
-        if isinstance(self.classifier, CalibratedClassifierCV):
+        if isinstance(self.classifier, TemperatureScaled):
             probabilities = self.classifier.predict_proba(matrix)
-        else:
-            scores = self.classifier.decision_function(matrix)  # uncalibrated: softmax of the scores
-            if scores.ndim == 1:
-                scores = np.column_stack([-scores, scores])
-            probabilities = _softmax(scores)
-        return self._discount(probabilities, np.array([self.features.coverage(r) for r in rows]))
+        else:  # uncalibrated: softmax of the scores
+            probabilities = TemperatureScaled(self.classifier, 1.0).predict_proba(matrix)
+        similar = None
+        if self.neighbours is not None:
+            start, end = self._neighbour_span
+            similar = self.neighbours.similarities(matrix[:, start:end])
+        return self._discount(probabilities, np.array([self.features.coverage(r) for r in rows]), similar)
 
-    def _discount(self, probabilities: np.ndarray, coverage: np.ndarray) -> np.ndarray:
-        """Blend towards uniform by the share of unknown tokens: p' = w p + (1 - w) / K with
-        w = coverage ** unknown_word_discount. A message of known words keeps its calibrated
-        probabilities; gibberish, lone emoji, foreign scripts and code fall under the threshold."""
-        if self.config.unknown_word_discount == 0:
+    def _discount(self, probabilities: np.ndarray, coverage: np.ndarray, similarity: np.ndarray | None) -> np.ndarray:
+        """Blend towards uniform by how unfamiliar the message is: p' = w p + (1 - w) / K with
+        w = coverage ** unknown_word_discount * familiarity ** neighbour_discount. A message of
+        known words, as near the training examples as they are to each other, keeps its calibrated
+        probabilities; gibberish, lone emoji, foreign scripts, code and requests unlike any
+        training example fall under the threshold. `similarity`: to the nearest training example
+        (see `nlu.neighbours`), None without the neighbour discount."""
+        weight = coverage**self.config.unknown_word_discount
+        if similarity is not None and self.neighbours is not None:
+            weight = weight * self.neighbours.familiarity(similarity) ** self.config.neighbour_discount
+        if np.all(weight == 1.0):
             return probabilities
-        weight = (coverage ** self.config.unknown_word_discount)[:, None]
+        weight = weight[:, None]
         return weight * probabilities + (1.0 - weight) / probabilities.shape[1]
 
     def rank(self, text: str, places: list[dict[str, Any]] | None = None) -> list[tuple[str, float]]:
@@ -480,6 +509,7 @@ class NLUModel:
             "config": self.config,
             "synonyms": self.synonyms,
             "locations": self.locations,
+            "neighbours": self.neighbours,
         }
         joblib.dump(bundle, model_file, compress=3)
         meta = asdict(self.meta) | {"sha256": hashlib.sha256(model_file.read_bytes()).hexdigest()}
@@ -505,7 +535,13 @@ class NLUModel:
             raise ValueError(f"{model_file}: model format {found}, this version reads {MODEL_FORMAT}; retrain with `python -m nlu train`")
         meta_doc.pop("sha256", None)
         return cls(
-            bundle["features"], bundle["classifier"], bundle["config"], bundle["synonyms"], ModelMeta(**meta_doc), bundle["locations"]
+            bundle["features"],
+            bundle["classifier"],
+            bundle["config"],
+            bundle["synonyms"],
+            ModelMeta(**meta_doc),
+            bundle["locations"],
+            bundle["neighbours"],
         )
 
 

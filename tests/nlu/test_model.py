@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,33 @@ def test_gibberish_emoji_and_code_are_not_a_confident_real_intent(model: NLUMode
 
 def test_out_of_scope_is_a_trained_intent(model: NLUModel) -> None:
     assert intent(model, "thời tiết hôm nay thế nào") == "out_of_scope"
+
+
+def without_neighbours(model: NLUModel) -> NLUModel:
+    """The same trained model with the neighbour discount off."""
+    config = replace(model.config, neighbour_discount=0.0)
+    return NLUModel(model.features, model.classifier, config, model.synonyms, model.meta, model.locations, None)
+
+
+def test_a_message_like_the_training_data_keeps_its_confidence(model: NLUModel) -> None:
+    assert model.neighbours is not None
+    plain = without_neighbours(model)
+    for example in load_training_data(PROJECT / "data").examples[::40]:
+        np.testing.assert_allclose(model.probabilities(example.text), plain.probabilities(example.text), atol=1e-12)
+
+
+@pytest.mark.parametrize("text", ["which bank has the best interest rate", "the electric guitar solo in that song was amazing"])
+def test_a_message_unlike_any_training_example_loses_confidence(model: NLUModel, text: str) -> None:
+    # Words like "rate" and "electric" lean on an intent; nothing in training reads like this.
+    plain = without_neighbours(model)
+    assert model.rank(text)[0][1] < plain.rank(text)[0][1] - 0.01
+
+
+def test_a_message_of_values_only_is_not_unfamiliar(model: NLUModel) -> None:
+    # A bare code or place has no letters left once masked: nothing to compare, no discount.
+    for text in ("PE0400012345", "0912 345 678", "Bình Dương"):
+        assert intent(model, text) == "inform"
+        assert model.rank(text)[0][1] == pytest.approx(without_neighbours(model).rank(text)[0][1])
 
 
 # -- parse never raises ---------------------------------------------------------------------
@@ -269,6 +297,9 @@ def test_project_config_is_read(model: NLUModel) -> None:
         ("- name: FallbackClassifier\n    treshold: 0.3", "treshold"),
         ("- name: LinearIntentClassifier\n    C: -1", "C"),
         ("- name: LinearIntentClassifier\n    classifier: bert", "classifier"),
+        ("- name: LinearIntentClassifier\n    neighbour_quantile: 1.5", "neighbour_quantile"),
+        ("- name: LinearIntentClassifier\n    neighbour_discount: -1", "neighbour_discount"),
+        ("- name: LinearIntentClassifier\n    tol: 0", "tol"),
         ("- name: TfidfFeaturizer\n    features: [{view: nope, analyzer: word, ngram_range: [1, 2]}]", "features"),
         ("- name: TfidfIntentClassifier\n    word_ngrams: [2, 1]", "word_ngrams"),
     ],

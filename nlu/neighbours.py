@@ -1,0 +1,74 @@
+"""How much a message is like its nearest training example: the neighbour discount of intents.
+
+A linear classifier is sure of itself whenever a few of its n-grams point one way, also for a
+message unlike anything it was trained on ("làm sao để da rám nắng" for an electricity bot: one
+word of it may lean on an intent). The cosine similarity of the message to its nearest training
+example, over one TF-IDF block (the character n-grams: they also see typos and missing
+diacritics), measures that unfamiliarity directly. It is compared with how near training examples
+are to *their* nearest other example: `reference` is a low quantile of those leave-one-out
+similarities, so a message as close to the data as most training examples are keeps its
+confidence (familiarity 1), and one further away loses it in proportion (familiarity
+similarity / reference). `NLUModel` blends its probabilities towards uniform by that factor,
+as it does for unknown words, and the fallback threshold does the rest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from sklearn.preprocessing import normalize
+
+REFERENCE_SAMPLE = 2000  # leave-one-out similarities of at most this many training examples
+CHUNK = 500  # rows per sparse product: bounds the dense block of similarities in memory
+
+
+class NearestExamples:
+    """Cosine similarity to the nearest training example over one feature block.
+
+    `rows`: the training examples' features in that block (one row per example). Stored by
+    feature (a column-major copy), so one message's similarity gathers only the rows of the
+    features it has."""
+
+    def __init__(self, rows: sparse.spmatrix, quantile: float, seed: int = 0) -> None:
+        unit = normalize(sparse.csr_matrix(rows, dtype=np.float64))
+        self._by_feature = unit.T.tocsr()
+        self.examples = unit.shape[0]
+        self.reference = self._reference(unit, quantile, seed)
+
+    def _reference(self, unit: sparse.csr_matrix, quantile: float, seed: int) -> float:
+        count = unit.shape[0]
+        sample = np.random.default_rng(seed).choice(
+            count, min(count, REFERENCE_SAMPLE), replace=False
+        )
+        nearest = np.empty(len(sample))
+        for start in range(0, len(sample), CHUNK):
+            part = sample[start : start + CHUNK]
+            similarities = (unit[part] @ self._by_feature).toarray()
+            similarities[np.arange(len(part)), part] = 0.0  # not itself; a duplicate still counts
+            nearest[start : start + len(part)] = similarities.max(axis=1)
+        return float(np.quantile(nearest, quantile)) if count > 1 else 1.0
+
+    def similarity(self, idx: np.ndarray, val: np.ndarray) -> float:
+        """One message, as (column indices, values) within the block; NaN when it has nothing
+        in the block (a bare customer code or place name is all mask tokens): no evidence."""
+        norm = float(np.sqrt(np.dot(val, val)))
+        if not len(idx) or norm == 0.0:
+            return float("nan")
+        gathered = self._by_feature[idx]
+        return float((gathered.T @ (val / norm)).max())
+
+    def similarities(self, rows: sparse.spmatrix) -> np.ndarray:
+        """Many messages, one row each (the batch form of `similarity`)."""
+        unit = normalize(sparse.csr_matrix(rows, dtype=np.float64))
+        out = np.zeros(unit.shape[0])
+        for start in range(0, unit.shape[0], CHUNK):
+            product = unit[start : start + CHUNK] @ self._by_feature
+            out[start : start + product.shape[0]] = product.max(axis=1).toarray().ravel()
+        out[np.diff(unit.indptr) == 0] = np.nan
+        return out
+
+    def familiarity(self, similarity: np.ndarray | float) -> np.ndarray:
+        """1 for a message as near the data as training examples mostly are (or with nothing to
+        compare), less further away."""
+        ratio = np.asarray(similarity, dtype=np.float64) / max(self.reference, 1e-6)
+        return np.where(np.isnan(ratio), 1.0, np.minimum(1.0, ratio))
