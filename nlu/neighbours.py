@@ -32,7 +32,6 @@ class NearestExamples:
     def __init__(self, rows: sparse.spmatrix, quantile: float, seed: int = 0) -> None:
         unit = normalize(sparse.csr_matrix(rows, dtype=np.float64))
         self._by_feature = unit.T.tocsr()
-        self.examples = unit.shape[0]
         self.reference = self._reference(unit, quantile, seed)
 
     def _reference(self, unit: sparse.csr_matrix, quantile: float, seed: int) -> float:

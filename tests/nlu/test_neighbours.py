@@ -1,0 +1,42 @@
+"""The nearest-example similarity behind the neighbour discount, on rows small enough to check by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import sparse
+
+from nlu.neighbours import NearestExamples
+
+# Three training examples over four features: the first two alike, the third on its own.
+ROWS = sparse.csr_matrix(np.array([[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]))
+
+
+def test_similarity_is_the_cosine_to_the_nearest_training_example() -> None:
+    near = NearestExamples(ROWS, quantile=0.5)
+    assert math.isclose(near.similarity(np.array([0, 1]), np.array([2.0, 2.0])), 1.0)  # the first example, scaled
+    assert near.similarity(np.array([3]), np.array([1.0])) == 0.0  # a feature no example has
+    assert math.isclose(near.similarity(np.array([0, 2]), np.array([1.0, 1.0])), 1 / math.sqrt(2))
+    batch = near.similarities(sparse.csr_matrix(np.array([[2.0, 2.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0]])))
+    np.testing.assert_allclose(batch, [1.0, 1 / math.sqrt(2)])
+
+
+def test_reference_is_a_quantile_of_how_near_each_example_is_to_another() -> None:
+    # Leave-one-out nearest similarities: 1/sqrt(2), 1/sqrt(2), 0.
+    assert math.isclose(NearestExamples(ROWS, quantile=1.0).reference, 1 / math.sqrt(2))
+    assert NearestExamples(ROWS, quantile=0.0).reference == 0.0
+
+
+def test_familiarity_is_one_up_to_the_reference_and_proportional_below() -> None:
+    near = NearestExamples(ROWS, quantile=1.0)
+    reference = near.reference
+    np.testing.assert_allclose(near.familiarity(np.array([1.0, reference, reference / 2, 0.0])), [1.0, 1.0, 0.5, 0.0])
+
+
+def test_a_message_with_nothing_in_the_block_is_not_unfamiliar() -> None:
+    near = NearestExamples(ROWS, quantile=1.0)
+    empty = near.similarity(np.array([], dtype=np.int64), np.array([]))
+    assert math.isnan(empty) and near.familiarity(empty) == 1.0
+    batch = near.similarities(sparse.csr_matrix((1, 4)))
+    assert math.isnan(batch[0]) and near.familiarity(batch)[0] == 1.0
