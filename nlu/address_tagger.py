@@ -17,6 +17,7 @@ memory lazily, one per thread, so a pickled or joblib-saved tagger needs no file
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import threading
 import unicodedata
@@ -61,11 +62,17 @@ class Token(NamedTuple):
     is_word: bool
 
 
-def _token(start: int, end: int, text: str) -> Token:
-    nfc = unicodedata.normalize("NFC", text)
-    lower = nfc.lower()
+@functools.lru_cache(maxsize=65536)
+def _forms(text: str) -> tuple[str, str, bool]:
+    """(plain, acc, is_word) of one token's text: every parse tokenizes its message twice and
+    customers use the same few thousand words, so the Unicode work is done once per word."""
+    lower = unicodedata.normalize("NFC", text).lower()
     is_word = bool(WORD_RE.fullmatch(text))
-    return Token(start, end, text, strip_diacritics(lower), unify_tone_marks(lower) if is_word else lower, is_word)
+    return strip_diacritics(lower), unify_tone_marks(lower) if is_word else lower, is_word
+
+
+def _token(start: int, end: int, text: str) -> Token:
+    return Token(start, end, text, *_forms(text))
 
 
 def tokenize(text: str, *, words_only: bool = False, limit: int | None = None) -> list[Token]:

@@ -14,12 +14,15 @@ as it does for unknown words, and the fallback threshold does the rest.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import sparse
 from sklearn.preprocessing import normalize
 
 REFERENCE_SAMPLE = 2000  # leave-one-out similarities of at most this many training examples
 CHUNK = 500  # rows per sparse product: bounds the dense block of similarities in memory
+COMMON = 16  # a feature in at least 1/COMMON of the examples is stored dense for `similarity`
 
 
 class NearestExamples:
@@ -33,6 +36,7 @@ class NearestExamples:
         unit = normalize(sparse.csr_matrix(rows, dtype=np.float64))
         self._by_feature = unit.T.tocsr()
         self.reference = self._reference(unit, quantile, seed)
+        self._parts: tuple[np.ndarray, np.ndarray, sparse.csr_matrix] | None = None
 
     def _reference(self, unit: sparse.csr_matrix, quantile: float, seed: int) -> float:
         count = unit.shape[0]
@@ -47,14 +51,49 @@ class NearestExamples:
             nearest[start : start + len(part)] = similarities.max(axis=1)
         return float(np.quantile(nearest, quantile)) if count > 1 else 1.0
 
+    def _split(self) -> tuple[np.ndarray, np.ndarray, sparse.csr_matrix]:
+        """For `similarity`, built on first use (not pickled): the features found in at least
+        1/COMMON of the examples (single letters, common syllables) as dense rows, the rest sparse.
+        A common feature's entries are a dense row's worth anyway; as one they are a fast gather."""
+        if self._parts is None:
+            by_feature = self._by_feature
+            common = np.diff(by_feature.indptr) * COMMON >= by_feature.shape[1]
+            dense_row = np.full(by_feature.shape[0], -1)
+            dense_row[common] = np.arange(int(common.sum()))
+            rare = sparse.diags((~common).astype(np.float64)) @ by_feature
+            self._parts = (dense_row, by_feature[common].toarray(), sparse.csr_matrix(rare))
+        return self._parts
+
     def similarity(self, idx: np.ndarray, val: np.ndarray) -> float:
         """One message, as (column indices, values) within the block; NaN when it has nothing
-        in the block (a bare customer code or place name is all mask tokens): no evidence."""
+        in the block (a bare customer code or place name is all mask tokens): no evidence.
+
+        Plain numpy (a scipy row gather and product costs more in call overhead than in
+        arithmetic): common features as a dense product, the entries of the others weighted by
+        the message's value and summed per example."""
         norm = float(np.sqrt(np.dot(val, val)))
         if not len(idx) or norm == 0.0:
             return float("nan")
-        gathered = self._by_feature[idx]
-        return float((gathered.T @ (val / norm)).max())
+        val = val / norm
+        dense_row, dense, rare = self._split()
+        rows = dense_row[idx]
+        common = rows >= 0
+        scores = val[common] @ dense[rows[common]] if common.any() else np.zeros(dense.shape[1])
+        idx, val = idx[~common], val[~common]
+        starts, ends = rare.indptr[idx], rare.indptr[idx + 1]
+        lengths = ends - starts
+        total = int(lengths.sum())
+        if total:
+            # Positions of those entries: each feature's run starts[i] .. ends[i] - 1, end to end.
+            positions = np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+            scores = scores + np.bincount(rare.indices[positions], rare.data[positions] * np.repeat(val, lengths), minlength=len(scores))
+        return float(scores.max())
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"by_feature": self._by_feature, "reference": self.reference}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._by_feature, self.reference, self._parts = state["by_feature"], state["reference"], None
 
     def similarities(self, rows: sparse.spmatrix) -> np.ndarray:
         """Many messages, one row each (the batch form of `similarity`)."""

@@ -63,10 +63,33 @@ def clean(raw: str) -> str:
     return _SPACE_RE.sub(" ", safe).strip()
 
 
-def strip_diacritics(text: str) -> str:
-    """"Tiền điện" -> "Tien dien"."""
+def _decompose_and_drop_marks(text: str) -> str:
     decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
     return "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+
+
+def _latin_table() -> dict[int, str | None]:
+    """What `_decompose_and_drop_marks` makes of each Latin letter with marks (Vietnamese ones
+    included) and of each combining mark: one `str.translate` then does it for a whole message."""
+    table: dict[int, str | None] = {}
+    for code in [*range(0x00C0, 0x0250), *range(0x1E00, 0x1F00)]:
+        plain = _decompose_and_drop_marks(chr(code))
+        if plain != chr(code):
+            table[code] = plain
+    table.update({code: None for code in range(0x0300, 0x0370) if unicodedata.category(chr(code)) == "Mn"})
+    return table
+
+
+_LATIN_PLAIN = _latin_table()
+
+
+def strip_diacritics(text: str) -> str:
+    """"Tiền điện" -> "Tien dien"."""
+    if text.isascii():
+        return text
+    plain = text.translate(_LATIN_PLAIN)
+    # Other scripts ("й", "ά") take the general path; the letters translated so far are unchanged by it.
+    return plain if plain.isascii() else _decompose_and_drop_marks(plain)
 
 
 def strip_tones(text: str) -> str:
