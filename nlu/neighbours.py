@@ -22,7 +22,8 @@ from sklearn.preprocessing import normalize
 
 REFERENCE_SAMPLE = 2000  # leave-one-out similarities of at most this many training examples
 CHUNK = 500  # rows per sparse product: bounds the dense block of similarities in memory
-COMMON = 16  # a feature in at least 1/COMMON of the examples is stored dense for `similarity`
+COMMON = 64  # a feature in at least 1/COMMON of the examples may be stored dense for `similarity`
+DENSE_BYTES = 8 << 20  # ... within this much memory, the most common first
 
 
 class NearestExamples:
@@ -52,12 +53,18 @@ class NearestExamples:
         return float(np.quantile(nearest, quantile)) if count > 1 else 1.0
 
     def _split(self) -> tuple[np.ndarray, np.ndarray, sparse.csr_matrix]:
-        """For `similarity`, built on first use (not pickled): the features found in at least
-        1/COMMON of the examples (single letters, common syllables) as dense rows, the rest sparse.
-        A common feature's entries are a dense row's worth anyway; as one they are a fast gather."""
+        """For `similarity`, built on first use (not pickled): the most common features (single
+        letters, common syllables; at most DENSE_BYTES of them) as dense rows, the rest sparse.
+        A common feature's entries are nearly a dense row anyway; as one they are a fast gather,
+        and a typical message then has few sparse entries left to add."""
         if self._parts is None:
             by_feature = self._by_feature
-            common = np.diff(by_feature.indptr) * COMMON >= by_feature.shape[1]
+            counts = np.diff(by_feature.indptr)
+            budget = max(1, DENSE_BYTES // (8 * by_feature.shape[1]))
+            order = np.argsort(-counts, kind="stable")[:budget]
+            chosen = order[counts[order] * COMMON >= by_feature.shape[1]]
+            common = np.zeros(by_feature.shape[0], dtype=bool)
+            common[chosen] = True
             dense_row = np.full(by_feature.shape[0], -1)
             dense_row[common] = np.arange(int(common.sum()))
             rare = sparse.diags((~common).astype(np.float64)) @ by_feature
@@ -69,8 +76,8 @@ class NearestExamples:
         in the block (a bare customer code or place name is all mask tokens): no evidence.
 
         Plain numpy (a scipy row gather and product costs more in call overhead than in
-        arithmetic): common features as a dense product, the entries of the others weighted by
-        the message's value and summed per example."""
+        arithmetic): common features as a dense product, then the few examples of each other
+        feature."""
         norm = float(np.sqrt(np.dot(val, val)))
         if not len(idx) or norm == 0.0:
             return float("nan")
@@ -79,14 +86,11 @@ class NearestExamples:
         rows = dense_row[idx]
         common = rows >= 0
         scores = val[common] @ dense[rows[common]] if common.any() else np.zeros(dense.shape[1])
-        idx, val = idx[~common], val[~common]
-        starts, ends = rare.indptr[idx], rare.indptr[idx + 1]
-        lengths = ends - starts
-        total = int(lengths.sum())
-        if total:
-            # Positions of those entries: each feature's run starts[i] .. ends[i] - 1, end to end.
-            positions = np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-            scores = scores + np.bincount(rare.indices[positions], rare.data[positions] * np.repeat(val, lengths), minlength=len(scores))
+        indptr, indices, data = rare.indptr, rare.indices, rare.data
+        for feature, value in zip(idx[~common].tolist(), val[~common].tolist(), strict=True):
+            start, end = indptr[feature], indptr[feature + 1]
+            if start < end:  # a few examples each: cheaper one by one than as one gathered product
+                scores[indices[start:end]] += data[start:end] * value
         return float(scores.max())
 
     def __getstate__(self) -> dict[str, Any]:
