@@ -40,3 +40,15 @@ def test_a_message_with_nothing_in_the_block_is_not_unfamiliar() -> None:
     assert math.isnan(empty) and near.familiarity(empty) == 1.0
     batch = near.similarities(sparse.csr_matrix((1, 4)))
     assert math.isnan(batch[0]) and near.familiarity(batch)[0] == 1.0
+
+
+def test_one_message_and_the_batch_agree_whatever_the_mix_of_common_and_rare_features() -> None:
+    rng = np.random.default_rng(7)
+    # Twenty features every example has (stored dense), the rest in about 5 % of them.
+    examples = sparse.hstack([sparse.csr_matrix(rng.random((300, 20))), sparse.random(300, 380, density=0.05, random_state=rng)], format="csr")
+    near = NearestExamples(examples, quantile=0.1)
+    for size in (3, 10, 60, 200):  # a few rare features (one by one) and many (gathered)
+        idx = np.sort(rng.choice(400, size, replace=False))
+        val = rng.random(size)
+        row = sparse.csr_matrix((val, idx, [0, size]), shape=(1, 400))
+        assert math.isclose(near.similarity(idx, val), near.similarities(row)[0], rel_tol=1e-12)
