@@ -76,6 +76,16 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+def service_backend(request: pytest.FixtureRequest, *, with_redis: bool) -> tuple[str, str | None]:
+    """(database URL, Redis URL) for a whole-service fixture's variant: SQLite alone, or
+    PostgreSQL with Redis (skipped unless DATABASE_URL and REDIS_URL are both set)."""
+    if not with_redis:
+        return request.getfixturevalue("sqlite_url"), None
+    if not (POSTGRES_URL and REDIS_URL):
+        pytest.skip("DATABASE_URL and REDIS_URL not both set")
+    return request.getfixturevalue("postgres_url"), REDIS_URL
+
+
 async def empty_all_tables() -> None:
     async with db.session_scope() as session:
         for table in reversed(Base.metadata.sorted_tables):

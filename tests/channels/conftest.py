@@ -37,7 +37,7 @@ from bot.app import create_app
 from bot.channels.platforms import PLATFORMS, PlatformChannels
 from bot.runtime import build_runtime
 from nlu import NLUModel
-from tests.conftest import POSTGRES_URL, PROJECT_DIR, REDIS_URL, empty_all_tables
+from tests.conftest import PROJECT_DIR, empty_all_tables, service_backend
 from tests.e2e.conftest import STAFF_TOKEN, project_nlu  # noqa: F401 - the session fixture
 from tests.fakes.telegram import Call, FakeTelegram
 from tests.fakes.zalo import FakeZalo, Sent
@@ -129,15 +129,11 @@ class Stack:
 async def stack(request: pytest.FixtureRequest, project_nlu: NLUModel, trained_models_dir: Path) -> AsyncIterator[Stack]:  # noqa: F811
     """The app with both channels on, and fresh fakes of both platforms (per variant)."""
     stores = pytest.MonkeyPatch()
-    if request.param == "embedded":
-        database_url, redis_url = request.getfixturevalue("sqlite_url"), None
+    database_url, redis_url = service_backend(request, with_redis=request.param != "embedded")
+    if redis_url is None:
         # endpoints.yml reads REDIS_URL from the environment: embedded means memory stores.
         stores.setenv("TRACKER_STORE", "memory")
         stores.setenv("LOCK_STORE", "memory")
-    else:
-        if not (POSTGRES_URL and REDIS_URL):
-            pytest.skip("DATABASE_URL and REDIS_URL not both set")
-        database_url, redis_url = request.getfixturevalue("postgres_url"), REDIS_URL
     db.configure(database_url)
     await empty_all_tables()
     await seed_demo()

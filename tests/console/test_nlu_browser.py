@@ -29,7 +29,7 @@ from backend.seed import seed_demo
 from backend.services import nlu_data, nlu_models, staff
 from backend.settings import Settings
 from bot.app import RUNTIME, create_app
-from tests.conftest import POSTGRES_URL, PROJECT_DIR, REDIS_URL, empty_all_tables
+from tests.conftest import PROJECT_DIR, empty_all_tables, service_backend
 from tests.console.conftest import PASSWORD
 from tests.console.test_browser import browser  # noqa: F401 - the chromium fixture
 from tests.e2e.conftest import Chat
@@ -44,12 +44,7 @@ RIGHT_INTENT = "report_outage"
 async def served(request: pytest.FixtureRequest, trained_models_dir: Path) -> AsyncIterator[TestClient]:
     """The service as deployed, serving the model folder of models/: embedded, and on
     PostgreSQL + Redis when configured."""
-    if request.param == "embedded":
-        database_url, redis_url = request.getfixturevalue("sqlite_url"), None
-    else:
-        if not (POSTGRES_URL and REDIS_URL):
-            pytest.skip("DATABASE_URL and REDIS_URL not both set")
-        database_url, redis_url = request.getfixturevalue("postgres_url"), REDIS_URL
+    database_url, redis_url = service_backend(request, with_redis=request.param != "embedded")
     db.configure(database_url)
     await empty_all_tables()
     await seed_demo()

@@ -21,7 +21,7 @@ from backend.settings import Settings
 from bot.app import create_app
 from bot.runtime import build_runtime
 from nlu import ModelRegistry, NLUModel
-from tests.conftest import POSTGRES_URL, PROJECT_DIR, REDIS_URL, empty_all_tables
+from tests.conftest import PROJECT_DIR, empty_all_tables, service_backend
 
 STAFF_TOKEN = "staff-test-token"
 
@@ -60,12 +60,7 @@ async def serving(
 
 @pytest.fixture(params=["embedded", "redis-postgres"])
 async def client(request: pytest.FixtureRequest, project_nlu: NLUModel, trained_models_dir: Path) -> AsyncIterator[TestClient]:
-    if request.param == "embedded":
-        database_url, redis_url = request.getfixturevalue("sqlite_url"), None
-    else:
-        if not (POSTGRES_URL and REDIS_URL):
-            pytest.skip("DATABASE_URL and REDIS_URL not both set")
-        database_url, redis_url = request.getfixturevalue("postgres_url"), REDIS_URL
+    database_url, redis_url = service_backend(request, with_redis=request.param != "embedded")
     async with serving(database_url, redis_url, project_nlu, trained_models_dir) as test_client:
         yield test_client
 

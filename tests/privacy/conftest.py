@@ -18,7 +18,7 @@ from backend.settings import Settings
 from bot.app import create_app
 from bot.runtime import Runtime, build_runtime
 from nlu import ModelRegistry, NLUModel
-from tests.conftest import POSTGRES_URL, PROJECT_DIR, REDIS_URL, empty_all_tables
+from tests.conftest import PROJECT_DIR, empty_all_tables, service_backend
 
 
 @dataclass
@@ -36,12 +36,7 @@ def privacy_nlu(trained_models_dir: Path) -> NLUModel:
 async def service(
     request: pytest.FixtureRequest, privacy_nlu: NLUModel, trained_models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Service]:
-    if request.param == "redis-postgres":
-        if not (POSTGRES_URL and REDIS_URL):
-            pytest.skip("DATABASE_URL and REDIS_URL not both set")
-        database_url, redis_url = request.getfixturevalue("postgres_url"), REDIS_URL
-    else:
-        database_url, redis_url = request.getfixturevalue("sqlite_url"), None
+    database_url, redis_url = service_backend(request, with_redis=request.param == "redis-postgres")
     monkeypatch.setenv("TRACKER_STORE", "sql" if request.param == "sqlite-sql" else "auto")
     db.configure(database_url)
     await empty_all_tables()
