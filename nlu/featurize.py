@@ -197,15 +197,12 @@ class IntentFeatures:
         blocks = zip(self.blocks, self.weights, strict=True)
         return sparse.hstack([w * vec.transform([r[view] for r in rows]) for (view, vec), w in blocks], format="csr")
 
-    def character_block(self) -> int:
-        """Index of the first character n-gram block (the first block if none): what the
-        neighbour discount compares messages on."""
-        return next((i for i, (_, vec) in enumerate(self.blocks) if vec.analyzer in ("char", "char_wb")), 0)
-
-    def span(self, block: int) -> tuple[int, int]:
-        """The columns of one block in the stacked feature row."""
+    def character_columns(self) -> tuple[int, int]:
+        """(start, end) columns of the first character n-gram block (the first block if none)
+        in the stacked feature row: what the neighbour discount compares messages on."""
         if self._analyzers is None:
             self._prepare()
+        block = next((i for i, (_, vec) in enumerate(self.blocks) if vec.analyzer in ("char", "char_wb")), 0)
         start = self._offsets[block]
         return start, start + len(self.blocks[block][1].vocabulary_)
 

@@ -347,7 +347,6 @@ class NLUModel:
         self.meta = meta
         self.locations = locations
         self.neighbours = neighbours
-        self._neighbour_span = features.span(features.character_block()) if neighbours is not None else (0, 0)
         self.classes: list[str] = list(classifier.classes_)
         if isinstance(classifier, TemperatureScaled):
             linear, self._inverse_temperature = classifier.estimator, classifier.inverse_temperature
@@ -376,8 +375,7 @@ class NLUModel:
         classifier = fit_classifier(config, matrix, labels)
         neighbours = None
         if config.neighbour_discount > 0:
-            start, end = features.span(features.character_block())
-            neighbours = NearestExamples(matrix[:, start:end], config.neighbour_quantile)
+            neighbours = NearestExamples(matrix, config.neighbour_quantile, columns=features.character_columns())
         now = datetime.now(VN_TZ)
         fingerprint = data_fingerprint(data, config)
         meta = ModelMeta(
@@ -422,12 +420,8 @@ class NLUModel:
         if scores.shape[0] == 1:  # two intents: scikit-learn keeps one column for the second
             scores = np.array([-scores[0], scores[0]])
         probabilities = softmax(self._inverse_temperature * scores)[None, :]
-        similar = None
-        if self.neighbours is not None:
-            start, end = self._neighbour_span
-            inside = (idx >= start) & (idx < end)
-            similar = np.array([self.neighbours.similarity(idx[inside] - start, val[inside])])
-        return self._discount(probabilities, np.array([self.features.coverage(row)]), similar)[0]
+        familiar = None if self.neighbours is None else self.neighbours.familiarity(self.neighbours.similarity(idx, val))
+        return self._discount(probabilities, np.array([self.features.coverage(row)]), familiar)[0]
 
     def probabilities_batch(self, texts: list[str]) -> np.ndarray:
         """scikit-learn's own computation, for evaluation; agrees with `probabilities`."""
@@ -437,22 +431,19 @@ class NLUModel:
             probabilities = self.classifier.predict_proba(matrix)
         else:  # uncalibrated: softmax of the scores
             probabilities = TemperatureScaled(self.classifier, 1.0).predict_proba(matrix)
-        similar = None
-        if self.neighbours is not None:
-            start, end = self._neighbour_span
-            similar = self.neighbours.similarities(matrix[:, start:end])
-        return self._discount(probabilities, np.array([self.features.coverage(r) for r in rows]), similar)
+        familiar = None if self.neighbours is None else self.neighbours.familiarity(self.neighbours.similarities(matrix))
+        return self._discount(probabilities, np.array([self.features.coverage(r) for r in rows]), familiar)
 
-    def _discount(self, probabilities: np.ndarray, coverage: np.ndarray, similarity: np.ndarray | None) -> np.ndarray:
+    def _discount(self, probabilities: np.ndarray, coverage: np.ndarray, familiarity: np.ndarray | None) -> np.ndarray:
         """Blend towards uniform by how unfamiliar the message is: p' = w p + (1 - w) / K with
         w = coverage ** unknown_word_discount * familiarity ** neighbour_discount. A message of
         known words, as near the training examples as they are to each other, keeps its calibrated
         probabilities; gibberish, lone emoji, foreign scripts, code and requests unlike any
-        training example fall under the threshold. `similarity`: to the nearest training example
-        (see `nlu.neighbours`), None without the neighbour discount."""
+        training example fall under the threshold. `familiarity`: how near the nearest training
+        example is (see `nlu.neighbours`), None without the neighbour discount."""
         weight = coverage**self.config.unknown_word_discount
-        if similarity is not None and self.neighbours is not None:
-            weight = weight * self.neighbours.familiarity(similarity) ** self.config.neighbour_discount
+        if familiarity is not None:
+            weight = weight * familiarity**self.config.neighbour_discount
         if np.all(weight == 1.0):
             return probabilities
         weight = weight[:, None]

@@ -30,15 +30,21 @@ FEW = 24  # up to this many other features, `similarity` adds their examples one
 class NearestExamples:
     """Cosine similarity to the nearest training example over one feature block.
 
-    `rows`: the training examples' features in that block (one row per example). Stored by
+    `rows`: the training examples' feature rows (one per example); `columns`: (start, end) of
+    the block compared, None for the whole row. Messages are given as whole rows too. Stored by
     feature (a column-major copy), so one message's similarity gathers only the rows of the
     features it has."""
 
-    def __init__(self, rows: sparse.spmatrix, quantile: float, seed: int = 0) -> None:
-        unit = normalize(sparse.csr_matrix(rows, dtype=np.float64))
+    def __init__(self, rows: sparse.spmatrix, quantile: float, columns: tuple[int, int] | None = None, seed: int = 0) -> None:
+        self.columns = columns
+        unit = normalize(self._block(rows))
         self._by_feature = unit.T.tocsr()
         self.reference = self._reference(unit, quantile, seed)
         self._parts: tuple[np.ndarray, np.ndarray, sparse.csr_matrix] | None = None
+
+    def _block(self, rows: sparse.spmatrix) -> sparse.csr_matrix:
+        rows = sparse.csr_matrix(rows, dtype=np.float64)
+        return rows if self.columns is None else rows[:, self.columns[0] : self.columns[1]]
 
     def _reference(self, unit: sparse.csr_matrix, quantile: float, seed: int) -> float:
         count = unit.shape[0]
@@ -73,12 +79,16 @@ class NearestExamples:
         return self._parts
 
     def similarity(self, idx: np.ndarray, val: np.ndarray) -> float:
-        """One message, as (column indices, values) within the block; NaN when it has nothing
-        in the block (a bare customer code or place name is all mask tokens): no evidence.
+        """One message, as the (column indices, values) of its feature row; NaN when it has
+        nothing in the block (a bare customer code or place name is all mask tokens): no evidence.
 
         Plain numpy (a scipy row gather and product costs more in call overhead than in
         arithmetic): common features as a dense product, then the examples of the others, one
         feature at a time when they are few (the usual case on the project data), else gathered."""
+        if self.columns is not None:
+            start, end = self.columns
+            inside = (idx >= start) & (idx < end)
+            idx, val = idx[inside] - start, val[inside]
         norm = float(np.sqrt(np.dot(val, val)))
         if not len(idx) or norm == 0.0:
             return float("nan")
@@ -103,14 +113,14 @@ class NearestExamples:
         return float(scores.max())
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"by_feature": self._by_feature, "reference": self.reference}
+        return {"by_feature": self._by_feature, "reference": self.reference, "columns": self.columns}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._by_feature, self.reference, self._parts = state["by_feature"], state["reference"], None
+        self._by_feature, self.reference, self.columns, self._parts = state["by_feature"], state["reference"], state["columns"], None
 
     def similarities(self, rows: sparse.spmatrix) -> np.ndarray:
         """Many messages, one row each (the batch form of `similarity`)."""
-        unit = normalize(sparse.csr_matrix(rows, dtype=np.float64))
+        unit = normalize(self._block(rows))
         out = np.zeros(unit.shape[0])
         for start in range(0, unit.shape[0], CHUNK):
             product = unit[start : start + CHUNK] @ self._by_feature
