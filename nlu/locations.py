@@ -718,7 +718,9 @@ class LocationExtractor:
         words = tokenize(text, words_only=True, limit=MAX_WORDS)
         units = gaz.match(text, words)
         crf_spans: list[tuple[int, int, float]] = []
-        if self.tagger is not None and words:
+        # The tagger's spans only count next to a unit or where they look like a street (see
+        # `_attach_crf`): a message with neither cannot gain a location from it, so most skip it.
+        if self.tagger is not None and words and (units or _may_name_street(text, words)):
             admin = [(u.start, u.end, "typed" if u.typed else "strong" if u.strong else "weak") for u in units]
             crf_spans = self.tagger.spans(text, admin)
 
@@ -842,8 +844,13 @@ def _looks_like_street(span: str) -> bool:
     """A CRF span with no administrative unit in it must at least look like an address: a
     number ("45 Le Loi", "thôn 3") or a street word before a name ("đường Lê Lợi"); "Nguyễn
     Văn An" is a person and "số nhà" just words."""
-    words = tokenize(span, words_only=True)
-    if any(ch.isdigit() for ch in span):
+    return _may_name_street(span, tokenize(span, words_only=True))
+
+
+def _may_name_street(text: str, words: Sequence[Token]) -> bool:
+    """`_looks_like_street` of `text` tokenized as `words`; true of a message whenever it is
+    true of any span of it."""
+    if any(ch.isdigit() for ch in text):
         return True
     return any(
         w.plain in STREET_WORDS and i + 1 < len(words) and words[i + 1].text[:1].isupper() for i, w in enumerate(words)

@@ -375,7 +375,7 @@ class NLUModel:
         classifier = fit_classifier(config, matrix, labels)
         neighbours = None
         if config.neighbour_discount > 0:
-            neighbours = NearestExamples(matrix, config.neighbour_quantile, columns=features.character_columns())
+            neighbours = NearestExamples(matrix, config.neighbour_quantile, columns=features.character_columns(), labels=labels)
         now = datetime.now(VN_TZ)
         fingerprint = data_fingerprint(data, config)
         meta = ModelMeta(
@@ -420,7 +420,10 @@ class NLUModel:
         if scores.shape[0] == 1:  # two intents: scikit-learn keeps one column for the second
             scores = np.array([-scores[0], scores[0]])
         probabilities = softmax(self._inverse_temperature * scores)[None, :]
-        familiar = None if self.neighbours is None else self.neighbours.familiarity(self.neighbours.similarity(idx, val))
+        familiar = None
+        if self.neighbours is not None:
+            likely = self.classes[int(np.argmax(scores))]
+            familiar = np.array([self.neighbours.familiarity_of(idx, val, likely)])
         return self._discount(probabilities, np.array([self.features.coverage(row)]), familiar)[0]
 
     def probabilities_batch(self, texts: list[str]) -> np.ndarray:

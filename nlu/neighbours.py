@@ -14,6 +14,7 @@ as it does for unknown words, and the fallback threshold does the rest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -35,12 +36,22 @@ class NearestExamples:
     feature (a column-major copy), so one message's similarity gathers only the rows of the
     features it has."""
 
-    def __init__(self, rows: sparse.spmatrix, quantile: float, columns: tuple[int, int] | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        rows: sparse.spmatrix,
+        quantile: float,
+        columns: tuple[int, int] | None = None,
+        seed: int = 0,
+        labels: Sequence[str] | None = None,
+    ) -> None:
         self.columns = columns
         unit = normalize(self._block(rows))
         self._by_feature = unit.T.tocsr()
         self.reference = self._reference(unit, quantile, seed)
+        # The examples' intents: `familiarity_of` looks among the likely intent's examples first.
+        self.labels = None if labels is None else [str(label) for label in labels]
         self._parts: tuple[np.ndarray, np.ndarray, sparse.csr_matrix] | None = None
+        self._groups: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def _block(self, rows: sparse.spmatrix) -> sparse.csr_matrix:
         rows = sparse.csr_matrix(rows, dtype=np.float64)
@@ -78,21 +89,66 @@ class NearestExamples:
             self._parts = (dense_row, by_feature[common].toarray(), sparse.csr_matrix(rare))
         return self._parts
 
-    def similarity(self, idx: np.ndarray, val: np.ndarray) -> float:
-        """One message, as the (column indices, values) of its feature row; NaN when it has
-        nothing in the block (a bare customer code or place name is all mask tokens): no evidence.
-
-        Plain numpy (a scipy row gather and product costs more in call overhead than in
-        arithmetic): common features as a dense product, then the examples of the others, one
-        feature at a time when they are few (the usual case on the project data), else gathered."""
+    def _unit(self, idx: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The message's entries in the block, scaled to unit length; None if it has none."""
         if self.columns is not None:
             start, end = self.columns
             inside = (idx >= start) & (idx < end)
             idx, val = idx[inside] - start, val[inside]
         norm = float(np.sqrt(np.dot(val, val)))
         if not len(idx) or norm == 0.0:
-            return float("nan")
-        val = val / norm
+            return None
+        return idx, val / norm
+
+    def similarity(self, idx: np.ndarray, val: np.ndarray) -> float:
+        """One message, as the (column indices, values) of its feature row; NaN when it has
+        nothing in the block (a bare customer code or place name is all mask tokens): no evidence."""
+        unit = self._unit(idx, val)
+        return float("nan") if unit is None else self._nearest(*unit)
+
+    def familiarity_of(self, idx: np.ndarray, val: np.ndarray, label: str | None = None) -> float:
+        """`familiarity(similarity(idx, val))`, looking among the examples of `label` (the
+        likely intent) first: a message as near one of them as the reference is familiar
+        whatever the others are, and most messages are, so the search of all examples is
+        left for the rest. The result is the same either way."""
+        unit = self._unit(idx, val)
+        if unit is None:
+            return 1.0
+        reference = max(self.reference, 1e-6)
+        group = self._group(label)
+        if group is not None:
+            indices, data, starts = group
+            dense = np.zeros(self._by_feature.shape[0])
+            dense[unit[0]] = unit[1]
+            if float(np.add.reduceat(data * dense[indices], starts).max()) >= reference:
+                return 1.0
+        return min(1.0, self._nearest(*unit) / reference)
+
+    def _group(self, label: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(column indices, values, row starts) of the unit rows of `label`'s examples
+        that have entries in the block; built on first use (not pickled)."""
+        if label is None or self.labels is None:
+            return None
+        if self._groups is None:
+            rows = self._by_feature.T.tocsr()
+            rows.sort_indices()
+            labels = np.array(self.labels)
+            groups = {}
+            for name in np.unique(labels):
+                chosen = np.flatnonzero(labels == name)
+                chosen = chosen[np.diff(rows.indptr)[chosen] > 0]  # an empty row would break reduceat
+                if len(chosen):
+                    part = rows[chosen]
+                    groups[str(name)] = (part.indices.astype(np.int64), part.data, part.indptr[:-1].astype(np.int64))
+            self._groups = groups
+        return self._groups.get(label)
+
+    def _nearest(self, idx: np.ndarray, val: np.ndarray) -> float:
+        """Similarity of a unit-length message to its nearest example, over all of them.
+
+        Plain numpy (a scipy row gather and product costs more in call overhead than in
+        arithmetic): common features as a dense product, then the examples of the others, one
+        feature at a time when they are few (the usual case on the project data), else gathered."""
         dense_row, dense, rare = self._split()
         rows = dense_row[idx]
         common = rows >= 0
@@ -113,10 +169,12 @@ class NearestExamples:
         return float(scores.max())
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"by_feature": self._by_feature, "reference": self.reference, "columns": self.columns}
+        return {"by_feature": self._by_feature, "reference": self.reference, "columns": self.columns, "labels": self.labels}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._by_feature, self.reference, self.columns, self._parts = state["by_feature"], state["reference"], state["columns"], None
+        self._by_feature, self.reference, self.columns = state["by_feature"], state["reference"], state["columns"]
+        self.labels = state.get("labels")
+        self._parts = self._groups = None
 
     def similarities(self, rows: sparse.spmatrix) -> np.ndarray:
         """Many messages, one row each (the batch form of `similarity`)."""

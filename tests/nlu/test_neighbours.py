@@ -52,3 +52,26 @@ def test_one_message_and_the_batch_agree_whatever_the_mix_of_common_and_rare_fea
         val = rng.random(size)
         row = sparse.csr_matrix((val, idx, [0, size]), shape=(1, 400))
         assert math.isclose(near.similarity(idx, val), near.similarities(row)[0], rel_tol=1e-12)
+
+
+def test_looking_among_the_likely_intent_first_gives_the_same_familiarity() -> None:
+    rng = np.random.default_rng(11)
+    keep = np.ones(200)
+    keep[5] = 0.0  # an example with nothing in the block
+    examples = sparse.csr_matrix(sparse.diags(keep) @ sparse.random(200, 300, density=0.05, random_state=rng))
+    examples.eliminate_zeros()
+    labels = [f"intent_{i % 4}" for i in range(200)]
+    near = NearestExamples(examples, quantile=0.5, labels=labels)
+    shortcuts = 0
+    for _ in range(200):
+        size = int(rng.integers(1, 40))
+        idx = np.sort(rng.choice(300, size, replace=False))
+        val = rng.random(size)
+        expected = float(near.familiarity(near.similarity(idx, val)))
+        for label in ("intent_0", "intent_3", "no_such_intent", None):
+            assert math.isclose(near.familiarity_of(idx, val, label), expected, rel_tol=1e-12)
+        shortcuts += expected == 1.0
+    assert 20 < shortcuts < 180  # both the shortcut and the full search were taken
+    assert near.familiarity_of(np.array([], dtype=np.int64), np.array([]), "intent_0") == 1.0
+    # Without labels (a bundle saved before they were kept) the full search answers alone.
+    assert math.isclose(NearestExamples(examples, quantile=0.5).familiarity_of(idx, val, "intent_0"), expected, rel_tol=1e-12)
