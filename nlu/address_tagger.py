@@ -92,9 +92,8 @@ def _shouting(text: str) -> bool:
     return len(letters) >= 6 and all(ch.isupper() for ch in letters) and len(text.lower()) == len(text)
 
 
-def _shape(tok: Token) -> str:
-    text = tok.text
-    if not tok.is_word:
+def _shape(text: str, is_word: bool) -> str:
+    if not is_word:
         return "punct"
     if text.isdigit():
         return "digit"
@@ -121,57 +120,61 @@ def _admin_tags(tokens: Sequence[Token], spans: Iterable[AdminSpan]) -> list[str
     return tags
 
 
-def _local(tok: Token, shape: str, admin: str) -> dict[str, Any]:
-    plain = tok.plain
-    feats: dict[str, Any] = {
-        "p": plain,
-        "shape": shape,
-        "admin": admin,
-    }
-    if tok.is_word:
-        feats["w"] = tok.acc
-        feats["pre2"] = plain[:2]
-        feats["suf2"] = plain[-2:]
-        feats["pre3"] = plain[:3]
-        feats["suf3"] = plain[-3:]
-        if tok.acc != plain:
-            feats["diac"] = True
+_OFFSETS = (-2, -1, 1, 2)
+_EDGES = tuple(f"{offset}:p:{'BOS' if offset < 0 else 'EOS'}" for offset in _OFFSETS)
+
+
+@functools.lru_cache(maxsize=65536)
+def _token_attributes(text: str, admin: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """crfsuite attributes (each of weight 1) of one token: its own, then those it lends a
+    token at each offset in `_OFFSETS` from it. A token's depend only on its text and gazetteer
+    tag, and customers use the same few thousand words, so they are built once per word."""
+    plain, acc, is_word = _forms(text)
+    shape = _shape(text, is_word)
+    own = ["bias", "p:" + plain, "shape:" + shape, "admin:" + admin]
+    if is_word:
+        own += ["w:" + acc, "pre2:" + plain[:2], "suf2:" + plain[-2:], "pre3:" + plain[:3], "suf3:" + plain[-3:]]
+        if acc != plain:
+            own.append("diac")
         if plain in STREET_WORDS:
-            feats["street"] = True
+            own.append("street")
         if plain in ADMIN_WORDS:
-            feats["adminword"] = True
+            own.append("adminword")
         if plain in CUE_WORDS:
-            feats["cue"] = True
+            own.append("cue")
         if len(plain) <= 2:
-            feats["short"] = True
-    return feats
+            own.append("short")
+    lent = []
+    for offset in _OFFSETS:
+        attributes = [f"{offset}:p:{plain}", f"{offset}:shape:{shape}", f"{offset}:admin:{admin}"]
+        if plain in STREET_WORDS:
+            attributes.append(f"{offset}:street")
+        if plain in ADMIN_WORDS:
+            attributes.append(f"{offset}:adminword")
+        if plain in CUE_WORDS:
+            attributes.append(f"{offset}:cue")
+        lent.append(tuple(attributes))
+    return tuple(own), tuple(lent)
 
 
-def featurize(tokens: Sequence[Token], admin_tags: Sequence[str]) -> list[dict[str, Any]]:
-    """crfsuite feature dicts: the token's own features plus its two neighbours on each side."""
-    shapes = [_shape(t) for t in tokens]
+def featurize(tokens: Sequence[Token], admin_tags: Sequence[str]) -> list[list[str]]:
+    """crfsuite attributes per token: the token's own features (word forms, shape, gazetteer
+    tag, street/admin/cue word) plus its two neighbours' on each side and the word pair it
+    ends."""
+    parts = [_token_attributes(tok.text, tag) for tok, tag in zip(tokens, admin_tags, strict=True)]
     n = len(tokens)
-    out: list[dict[str, Any]] = []
-    for i, tok in enumerate(tokens):
-        feats = {"bias": 1.0, **_local(tok, shapes[i], admin_tags[i])}
-        for offset in (-2, -1, 1, 2):
+    out: list[list[str]] = []
+    for i, (own, _) in enumerate(parts):
+        attributes = list(own)
+        for k, offset in enumerate(_OFFSETS):
             j = i + offset
             if 0 <= j < n:
-                other = tokens[j]
-                feats[f"{offset}:p"] = other.plain
-                feats[f"{offset}:shape"] = shapes[j]
-                feats[f"{offset}:admin"] = admin_tags[j]
-                if other.plain in STREET_WORDS:
-                    feats[f"{offset}:street"] = True
-                if other.plain in ADMIN_WORDS:
-                    feats[f"{offset}:adminword"] = True
-                if other.plain in CUE_WORDS:
-                    feats[f"{offset}:cue"] = True
+                attributes += parts[j][1][k]
             else:
-                feats[f"{offset}:p"] = "BOS" if j < 0 else "EOS"
+                attributes.append(_EDGES[k])
         if i > 0:
-            feats["-1:p|p"] = tokens[i - 1].plain + "|" + tok.plain
-        out.append(feats)
+            attributes.append(f"-1:p|p:{tokens[i - 1].plain}|{tokens[i].plain}")
+        out.append(attributes)
     return out
 
 
@@ -214,7 +217,7 @@ class AddressTagger:
     ) -> AddressTagger:
         """Train on `nlu.training_data.Example`s: their `entity` annotations are the positives,
         every other token (including other examples with no such entity) is "O"."""
-        xs: list[list[dict[str, Any]]] = []
+        xs: list[list[list[str]]] = []
         ys: list[list[str]] = []
         for example in examples:
             text = example.text

@@ -51,6 +51,7 @@ _MASK_TOKEN_RE = re.compile(r"\bzz[a-z]+\b")
 # each counts as a token that the training data never had.
 _EVIDENCE_TOKEN_RE = re.compile(r"\w+|[=*;<>{}()\[\]|\\$`^~]")
 _WORD_RE = re.compile(r"(?u)\b\w+\b")
+WORD_CACHE = 100_000  # words whose character n-grams `IntentFeatures` keeps looked up, per block
 
 
 class TextViews(NamedTuple):
@@ -165,6 +166,9 @@ class IntentFeatures:
         self.known_trigrams: frozenset[str] = frozenset()
         self._analyzers: list[Any] | None = None
         self._offsets: list[int] = []
+        self._idf = np.empty(0)
+        self._block_weights = np.empty(0)
+        self._gram_cache: list[dict[str, list[int]]] = []
 
     def fit_matrix(self, rows: list[TextViews]) -> sparse.csr_matrix:
         parts = [w * vec.fit_transform([r[view] for r in rows]) for (view, vec), w in zip(self.blocks, self.weights, strict=True)]
@@ -216,31 +220,55 @@ class IntentFeatures:
         for _, vec in self.blocks:
             self._offsets.append(offset)
             offset += len(vec.vocabulary_)
+        self._idf = np.concatenate([vec.idf_ for _, vec in self.blocks]) if self.blocks else np.empty(0)
+        self._block_weights = np.asarray(self.weights, dtype=np.float64)
+        self._gram_cache = [{} for _ in self.blocks]
+
+    def _word_grams(self, block: int, word: str) -> list[int]:
+        """Columns of the known character n-grams of one word, for a char_wb block: such a
+        block's n-grams of a message are those of its words one after another, and customers
+        use the same few thousand words, so each word's are looked up once."""
+        cache = self._gram_cache[block]
+        found = cache.get(word)
+        if found is None:
+            vocabulary, offset = self.blocks[block][1].vocabulary_, self._offsets[block]
+            # The block's analyzer on the word alone: its mask tokens are gone already.
+            found = [offset + i for gram in self._analyzers[block](word) if (i := vocabulary.get(gram)) is not None]
+            if len(cache) < WORD_CACHE:
+                cache[word] = found
+        return found
 
     def vector(self, row: TextViews) -> tuple[np.ndarray, np.ndarray]:
-        """(column indices, values) of one message's feature row."""
+        """(column indices, values) of one message's feature row; the same as a row of
+        `matrix`, computed without scikit-learn's per-call overhead: n-grams counted in one
+        dict per block, then tf-idf and each block's norm for all blocks at once."""
         if self._analyzers is None:
             self._prepare()
         assert self._analyzers is not None
-        all_idx: list[np.ndarray] = []
-        all_val: list[np.ndarray] = []
-        for (view, vec), weight, analyze, offset in zip(self.blocks, self.weights, self._analyzers, self._offsets, strict=True):
-            counts: dict[int, int] = {}
-            vocabulary = vec.vocabulary_
-            for gram in analyze(row[view]):
-                index = vocabulary.get(gram)
-                if index is not None:
-                    counts[index] = counts.get(index, 0) + 1
-            if not counts:
-                continue
-            idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-            val = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * vec.idf_[idx]
-            val *= weight / np.sqrt(np.dot(val, val))
-            all_idx.append(idx + offset)
-            all_val.append(val)
-        if not all_idx:
+        counts: dict[int, int] = {}
+        ends: list[int] = []  # where each block's entries end in `counts` (insertion order)
+        for block, ((view, vec), analyze, offset) in enumerate(zip(self.blocks, self._analyzers, self._offsets, strict=True)):
+            if vec.analyzer == "char_wb":
+                for word in without_masks(row[view]).split():
+                    for index in self._word_grams(block, word):
+                        counts[index] = counts.get(index, 0) + 1
+            else:
+                vocabulary = vec.vocabulary_
+                for gram in analyze(row[view]):
+                    index = vocabulary.get(gram)
+                    if index is not None:
+                        index += offset
+                        counts[index] = counts.get(index, 0) + 1
+            ends.append(len(counts))
+        if not counts:
             return np.empty(0, dtype=np.int64), np.empty(0)
-        return np.concatenate(all_idx), np.concatenate(all_val)
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        val = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self._idf[idx]
+        lengths = np.diff(ends, prepend=0)
+        present = lengths > 0
+        norms = np.sqrt(np.add.reduceat(val * val, np.asarray(ends)[present] - lengths[present]))
+        val *= np.repeat(self._block_weights[present] / norms, lengths[present])
+        return idx, val
 
     def __getstate__(self) -> dict[str, Any]:
         return {"blocks": self.blocks, "weights": self.weights, "known_words": self.known_words, "known_trigrams": self.known_trigrams}
@@ -253,3 +281,5 @@ class IntentFeatures:
         self.known_trigrams = state.get("known_trigrams", frozenset())
         self._analyzers = None
         self._offsets = []
+        self._idf = self._block_weights = np.empty(0)
+        self._gram_cache = []
