@@ -20,6 +20,7 @@ CUSTOMER_CODE_RE = re.compile(r"(?<![A-Za-z0-9])(?![Yy][Cc]\d)([A-Za-z]{2})\s?(\
 PHONE_RE = re.compile(r"(?<![\w+])(?:\+84|84|0)[\s.\-]?(?:\d[\s.\-]?){8,9}\d(?!\w)")
 TICKET_RE = re.compile(r"(?<![A-Za-z0-9])[Yy][Cc][\s\-]?(\d{8,12})(?![0-9])")
 KWH_RE = re.compile(r"(?<![\w.,])(\d{1,6})\s*(?:kwh|kw\s?h|số điện|số|so dien|so|ký|ky|kí|ki)(?!\w)", re.IGNORECASE)
+DIGIT_RE = re.compile(r"\d")  # what the patterns above all need somewhere: a message without is done at once
 CUSTOMER_CODE_SHAPE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{6,14}(?![0-9])")
 
 
@@ -40,6 +41,8 @@ def normalize_phone(raw: str) -> str | None:
 def extract_identifiers(text: str) -> list[Entity]:
     """Customer codes (upper-cased), phones (normalised) and ticket ids."""
     found: list[Entity] = []
+    if not DIGIT_RE.search(text):  # each of them has digits
+        return found
     for m in CUSTOMER_CODE_RE.finditer(text):
         found.append(_entity("customer_code", (m.group(1) + m.group(2)).upper(), m.start(), m.end(), "RegexEntityExtractor"))
     for m in TICKET_RE.finditer(text):
@@ -55,6 +58,8 @@ def extract_identifiers(text: str) -> list[Entity]:
 
 
 def extract_kwh(text: str) -> list[Entity]:
+    if not DIGIT_RE.search(text):
+        return []
     return [_entity("kwh", int(m.group(1)), m.start(), m.end(), "RegexEntityExtractor") for m in KWH_RE.finditer(text)]
 
 

@@ -26,6 +26,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from nlu.entities import (
     CUSTOMER_CODE_RE,
+    DIGIT_RE,
     KWH_RE,
     PHONE_RE,
     TICKET_RE,
@@ -82,11 +83,15 @@ def mask_values(text: str, synonyms: SynonymMatcher | None = None, places: Seque
     if synonyms is not None:
         found = synonyms.extract(text)
         text = _replace_spans(text, [(e["start"], e["end"], "zz" + re.sub(r"[^a-z]", "", e["entity"].lower())) for e in found])
-    for pattern, token in _MASKS:
-        text = pattern.sub(token, text)
+    digits = DIGIT_RE.search(text) is not None  # every pattern but the months' needs one
+    if digits:
+        for pattern, token in _MASKS:
+            text = pattern.sub(token, text)
     months = extract_months(text, _ANY_DAY)
     # Months keep their words ("tháng trước" is how people ask for a bill) behind the token.
     text = _replace_spans(text, [(e["start"], e["end"], "zzmonth " + text[e["start"] : e["end"]]) for e in months])
+    if not digits:
+        return text
     text = _DATE_RE.sub(" zzdate ", text)
     text = _MONEY_RE.sub(" zzmoney ", text)
     text = _TIME_RE.sub(" zztime ", text)

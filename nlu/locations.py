@@ -27,6 +27,7 @@ The gazetteer is built once per process, lazily (about a second), and is never p
 
 from __future__ import annotations
 
+import bisect
 import importlib.util
 import json
 import logging
@@ -361,6 +362,12 @@ class Gazetteer:
 
         self.typed = {k: tuple(v) for k, v in typed.items()}
         self.bare = {k: tuple(v) for k, v in bare.items()}
+        self._keys = sorted(self.typed.keys() | self.bare.keys())
+
+    def _may_continue(self, key: str) -> bool:
+        """Whether some keyword starts with `key`: if none does, no longer run of words can match."""
+        at = bisect.bisect_left(self._keys, key)
+        return at < len(self._keys) and self._keys[at].startswith(key)
 
     # -- matching ----------------------------------------------------------------------------
 
@@ -393,10 +400,11 @@ class Gazetteer:
             return tuple(kept + unverified), True
         return tuple(unverified), False
 
-    def _options(self, text: str, words: Sequence[Token], i: int) -> list[UnitMatch]:
+    def _options(self, text: str, words: Sequence[Token], i: int, in_name: Sequence[bool]) -> list[UnitMatch]:
         """Every unit that could start at word `i`: direct keywords ("quan 1", "ben thanh",
         "q7"), abbreviated or English types before a name ("P Tan Phong", "TP. Hồ Chí Minh",
-        "District 7") and English types after one ("Cau Giay district")."""
+        "District 7") and English types after one ("Cau Giay district"). `in_name[j]`: whether
+        the gap before word j may lie inside one name."""
         n = len(words)
 
         def gap(j: int) -> str:
@@ -405,24 +413,28 @@ class Gazetteer:
         raw: list[tuple[int, bool, tuple[int, ...], int, str]] = []  # (last, typed, cands, name_first, key)
         key = ""
         for j in range(i, min(n, i + MAX_NGRAM)):
-            if j > i and not _NAME_GAP.fullmatch(gap(j)):
+            if j > i and not in_name[j]:
                 break
             key += words[j].plain
             if key in self.typed:
                 raw.append((j, True, self.typed[key], i, key))
             if key in self.bare:
                 raw.append((j, False, self.bare[key], i, key))
+            if not self._may_continue(key):
+                break
         prefixes = _PREFIXES.get(words[i].plain)
         if prefixes and i + 1 < n and _PREFIX_GAP.fullmatch(gap(i + 1)):
             name = ""
             for j in range(i + 1, min(n, i + 1 + MAX_NGRAM)):
-                if j > i + 1 and not _NAME_GAP.fullmatch(gap(j)):
+                if j > i + 1 and not in_name[j]:
                     break
                 name += words[j].plain
                 for prefix in prefixes:
                     cands = self.typed.get(prefix + name)
                     if cands:
                         raw.append((j, True, cands, i + 1, prefix + name))
+                if not any(self._may_continue(prefix + name) for prefix in prefixes):
+                    break
 
         options = []
         for last, typed, cands, name_first, key in raw:
@@ -453,7 +465,8 @@ class Gazetteer:
         if words is None:
             words = tokenize(text[:MAX_CHARS], words_only=True, limit=MAX_WORDS)
         words = words[:MAX_WORDS]
-        options = [u for i in range(len(words)) for u in self._options(text, words, i)]
+        in_name = [False] + [bool(_NAME_GAP.fullmatch(text[a.end : b.start])) for a, b in zip(words, words[1:], strict=False)]
+        options = [u for i in range(len(words)) for u in self._options(text, words, i, in_name)]
         if not options:
             return []
         covered_by_typed = {k for u in options if u.typed for k in range(u.first, u.last + 1)}
@@ -850,7 +863,7 @@ def _looks_like_street(span: str) -> bool:
 def _may_name_street(text: str, words: Sequence[Token]) -> bool:
     """`_looks_like_street` of `text` tokenized as `words`; true of a message whenever it is
     true of any span of it."""
-    if any(ch.isdigit() for ch in text):
+    if any(map(str.isdigit, text)):
         return True
     return any(
         w.plain in STREET_WORDS and i + 1 < len(words) and words[i + 1].text[:1].isupper() for i, w in enumerate(words)

@@ -419,12 +419,12 @@ class NLUModel:
         scores = self._bias + val @ self._weights[idx] if len(idx) else self._bias.copy()
         if scores.shape[0] == 1:  # two intents: scikit-learn keeps one column for the second
             scores = np.array([-scores[0], scores[0]])
-        probabilities = softmax(self._inverse_temperature * scores)[None, :]
+        probabilities = softmax(self._inverse_temperature * scores)
         familiar = None
         if self.neighbours is not None:
-            likely = self.classes[int(np.argmax(scores))]
-            familiar = np.array([self.neighbours.familiarity_of(idx, val, likely)])
-        return self._discount(probabilities, np.array([self.features.coverage(row)]), familiar)[0]
+            familiar = self.neighbours.familiarity_of(idx, val, self.classes[int(scores.argmax())])
+        weight = self._weight(self.features.coverage(row), familiar)
+        return probabilities if weight == 1.0 else weight * probabilities + (1.0 - weight) / len(probabilities)
 
     def probabilities_batch(self, texts: list[str]) -> np.ndarray:
         """scikit-learn's own computation, for evaluation; agrees with `probabilities`."""
@@ -435,27 +435,29 @@ class NLUModel:
         else:  # uncalibrated: softmax of the scores
             probabilities = TemperatureScaled(self.classifier, 1.0).predict_proba(matrix)
         familiar = None if self.neighbours is None else self.neighbours.familiarity(self.neighbours.similarities(matrix))
-        return self._discount(probabilities, np.array([self.features.coverage(r) for r in rows]), familiar)
-
-    def _discount(self, probabilities: np.ndarray, coverage: np.ndarray, familiarity: np.ndarray | None) -> np.ndarray:
-        """Blend towards uniform by how unfamiliar the message is: p' = w p + (1 - w) / K with
-        w = coverage ** unknown_word_discount * familiarity ** neighbour_discount. A message of
-        known words, as near the training examples as they are to each other, keeps its calibrated
-        probabilities; gibberish, lone emoji, foreign scripts, code and requests unlike any
-        training example fall under the threshold. `familiarity`: how near the nearest training
-        example is (see `nlu.neighbours`), None without the neighbour discount."""
-        weight = coverage**self.config.unknown_word_discount
-        if familiarity is not None:
-            weight = weight * familiarity**self.config.neighbour_discount
+        weight = self._weight(np.array([self.features.coverage(r) for r in rows]), familiar)
         if np.all(weight == 1.0):
             return probabilities
         weight = weight[:, None]
         return weight * probabilities + (1.0 - weight) / probabilities.shape[1]
 
+    def _weight(self, coverage: Any, familiarity: Any) -> Any:
+        """How much of its calibrated probabilities a message keeps (one message: floats; many:
+        arrays): it is blended towards uniform, p' = w p + (1 - w) / K, with w = coverage **
+        unknown_word_discount * familiarity ** neighbour_discount. A message of known words, as
+        near the training examples as they are to each other, keeps them; gibberish, lone emoji,
+        foreign scripts, code and requests unlike any training example fall under the threshold.
+        `familiarity`: how near the nearest training example is (see `nlu.neighbours`), None
+        without the neighbour discount."""
+        weight = coverage**self.config.unknown_word_discount
+        if familiarity is not None:
+            weight = weight * familiarity**self.config.neighbour_discount
+        return weight
+
     def rank(self, text: str, places: list[dict[str, Any]] | None = None) -> list[tuple[str, float]]:
         probabilities = self.probabilities(text, places)
-        order = np.argsort(probabilities)[::-1]
-        return [(self.classes[i], float(probabilities[i])) for i in order]
+        values = probabilities.tolist()
+        return [(self.classes[i], values[i]) for i in np.argsort(probabilities)[::-1].tolist()]
 
     def entities(self, text: str, today: date | None = None, places: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """All entities of `text`; `places`: its location entities if already extracted."""

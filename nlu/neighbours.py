@@ -23,9 +23,8 @@ from sklearn.preprocessing import normalize
 
 REFERENCE_SAMPLE = 2000  # leave-one-out similarities of at most this many training examples
 CHUNK = 500  # rows per sparse product: bounds the dense block of similarities in memory
-COMMON = 64  # a feature in at least 1/COMMON of the examples may be stored dense for `similarity`
+COMMON = 8  # a feature in at least 1/COMMON of the examples may be stored dense for `similarity`
 DENSE_BYTES = 8 << 20  # ... within this much memory, the most common first
-FEW = 24  # up to this many other features, `similarity` adds their examples one feature at a time
 
 
 class NearestExamples:
@@ -74,7 +73,7 @@ class NearestExamples:
         """For `similarity`, built on first use (not pickled): the most common features (single
         letters, common syllables; at most DENSE_BYTES of them) as dense rows, the rest sparse.
         A common feature's entries are nearly a dense row anyway; as one they are a fast gather,
-        and a typical message then has few sparse entries left to add."""
+        and the rest, with fewer examples each, are gathered example by example."""
         if self._parts is None:
             by_feature = self._by_feature
             counts = np.diff(by_feature.indptr)
@@ -147,20 +146,14 @@ class NearestExamples:
         """Similarity of a unit-length message to its nearest example, over all of them.
 
         Plain numpy (a scipy row gather and product costs more in call overhead than in
-        arithmetic): common features as a dense product, then the examples of the others, one
-        feature at a time when they are few (the usual case on the project data), else gathered."""
+        arithmetic): the most common features as a dense product (nearly every example has
+        them), then the examples of the others gathered in one go."""
         dense_row, dense, rare = self._split()
         rows = dense_row[idx]
         common = rows >= 0
         scores = val[common] @ dense[rows[common]] if common.any() else np.zeros(dense.shape[1])
         idx, val = idx[~common], val[~common]
         indptr, indices, data = rare.indptr, rare.indices, rare.data
-        if len(idx) <= FEW:  # one by one: cheaper than building a gathered product for a few
-            for feature, value in zip(idx.tolist(), val.tolist(), strict=True):
-                start, end = indptr[feature], indptr[feature + 1]
-                if start < end:
-                    scores[indices[start:end]] += data[start:end] * value
-            return float(scores.max())
         starts, lengths = indptr[idx], indptr[idx + 1] - indptr[idx]
         total = int(lengths.sum())
         if total:  # positions of all their entries: each feature's run, end to end

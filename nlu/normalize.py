@@ -57,6 +57,10 @@ class Normalized:
 
 def clean(raw: str) -> str:
     """Make any input safe to process: valid UTF-8, NFC, no control characters, single spaces."""
+    if raw.isprintable() and unicodedata.is_normalized("NFC", raw) and "  " not in raw and raw.strip(" ") == raw:
+        # Clean already (a parse cleans its text, then its views clean theirs): printable rules
+        # out surrogates, control characters and every space but " ".
+        return raw
     safe = raw.encode("utf-8", "replace").decode("utf-8")  # lone surrogates become "?"
     safe = unicodedata.normalize("NFC", safe)
     safe = _CONTROL_RE.sub(" ", safe)
@@ -92,10 +96,34 @@ def strip_diacritics(text: str) -> str:
     return plain if plain.isascii() else _decompose_and_drop_marks(plain)
 
 
-def strip_tones(text: str) -> str:
-    """"tiền điện" -> "tiên điên": tone marks removed, vowel quality (â ê ô ơ ư ă) and đ kept."""
+def _strip_tones_slowly(text: str) -> str:
     decomposed = unicodedata.normalize("NFD", text)
     return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if ch not in _TONE_MARKS))
+
+
+def _toned_latin_table() -> dict[int, str]:
+    """What `_strip_tones_slowly` makes of each Latin letter with a tone mark."""
+    table: dict[int, str] = {}
+    for code in [*range(0x00C0, 0x0250), *range(0x1E00, 0x1F00)]:
+        toneless = _strip_tones_slowly(chr(code))
+        if toneless != chr(code):
+            table[code] = toneless
+    return table
+
+
+_TONELESS_LATIN = _toned_latin_table()
+_NOT_LATIN_RE = re.compile("[^\x00-\u024f\u1e00-\u1eff]")
+
+
+def strip_tones(text: str) -> str:
+    """"tiền điện" -> "tiên điên": tone marks removed, vowel quality (â ê ô ơ ư ă) and đ kept."""
+    if text.isascii():
+        return text
+    if unicodedata.is_normalized("NFC", text) and not _NOT_LATIN_RE.search(text):
+        # Precomposed Latin letters one by one; other scripts and loose combining marks
+        # (outside these ranges) take the general path.
+        return text.translate(_TONELESS_LATIN)
+    return _strip_tones_slowly(text)
 
 
 def collapse_repeats(text: str) -> str:

@@ -47,7 +47,7 @@ def test_one_message_and_the_batch_agree_whatever_the_mix_of_common_and_rare_fea
     # Twenty features every example has (stored dense), the rest in about 5 % of them.
     examples = sparse.hstack([sparse.csr_matrix(rng.random((300, 20))), sparse.random(300, 380, density=0.05, random_state=rng)], format="csr")
     near = NearestExamples(examples, quantile=0.1)
-    for size in (3, 10, 60, 200):  # a few rare features (one by one) and many (gathered)
+    for size in (3, 10, 60, 200):  # a few rare features and many
         idx = np.sort(rng.choice(400, size, replace=False))
         val = rng.random(size)
         row = sparse.csr_matrix((val, idx, [0, size]), shape=(1, 400))
