@@ -248,14 +248,18 @@ class AddressTagger:
             self._local.tagger = tagger
         return tagger
 
-    def spans(self, text: str, admin: Sequence[AdminSpan] | None = None) -> list[tuple[int, int, float]]:
+    def spans(
+        self, text: str, admin: Sequence[AdminSpan] | None = None, tokens: Sequence[Token] | None = None
+    ) -> list[tuple[int, int, float]]:
         """(start, end, confidence) of address spans; confidence is the mean marginal probability
-        of the predicted tags. `admin` are the gazetteer matches (computed if not given)."""
+        of the predicted tags. `admin` are the gazetteer matches (computed if not given);
+        `tokens`: `tokenize(text, limit=MAX_TOKENS)` if the caller has them."""
         if _shouting(text):
             # Same length for Vietnamese letters, so offsets stay valid. The tagger then finds
             # the units but, without capitals, often not where a street name starts.
-            text = text.lower()
-        tokens = tokenize(text, limit=MAX_TOKENS)
+            text, tokens = text.lower(), None
+        if tokens is None:
+            tokens = tokenize(text, limit=MAX_TOKENS)
         if not tokens:
             return []
         if admin is None:

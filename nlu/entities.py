@@ -80,16 +80,17 @@ _MONTH_WORD_RE = re.compile(
     r"\btháng\s+(" + "|".join(sorted(_MONTH_WORDS, key=len, reverse=True)) + r")(?!\w)(?!\s+(?:ngoái|nay|trước|sau)\b)"
 )
 # Matched on the diacritics-free, lower-cased text (same length as the original).
-_MONTH_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(rf"\b(\d{{1,2}}|hai|ba|bon) {_THANG} truoc\b|\b{_THANG} truoc nua\b|\b(\d{{1,2}}|two|three) months? ago\b"), "months_ago"),
-    (re.compile(rf"\b{_THANG}\s*(?:truoc|trc|vua roi|vua qua|roi)\b"), "previous"),
-    (re.compile(r"\blast month\b|\bprevious month\b"), "previous"),
-    (re.compile(rf"\b{_THANG}\s*(?:nay|hien tai)\b|\bthis month\b|\bcurrent month\b"), "current"),
-    (re.compile(rf"\b{_THANG}\s*(\d{{1,2}})\s*(?:/|-|\s*nam\s*)\s*(\d{{4}})\b"), "month_year"),
-    (re.compile(r"\b(\d{4})-(\d{1,2})\b"), "year_month"),
-    (re.compile(r"(?<![\d/-])(\d{1,2})\s*[/-]\s*(\d{4})\b"), "month_year"),
-    (re.compile(rf"\b{_THANG}\s*(\d{{1,2}})\b(?!\s*/)"), "month"),
-    (re.compile(rf"\b({_NAME_ALT})\.?(?:\s+(\d{{4}}))?\b"), "named"),
+# The third field: what the text must contain for the pattern to match at all (a quick test).
+_MONTH_PATTERNS: list[tuple[re.Pattern[str], str, str]] = [
+    (re.compile(rf"\b(\d{{1,2}}|hai|ba|bon) {_THANG} truoc\b|\b{_THANG} truoc nua\b|\b(\d{{1,2}}|two|three) months? ago\b"), "months_ago", "th"),
+    (re.compile(rf"\b{_THANG}\s*(?:truoc|trc|vua roi|vua qua|roi)\b"), "previous", "th"),
+    (re.compile(r"\blast month\b|\bprevious month\b"), "previous", "th"),
+    (re.compile(rf"\b{_THANG}\s*(?:nay|hien tai)\b|\bthis month\b|\bcurrent month\b"), "current", "th"),
+    (re.compile(rf"\b{_THANG}\s*(\d{{1,2}})\s*(?:/|-|\s*nam\s*)\s*(\d{{4}})\b"), "month_year", "th"),
+    (re.compile(r"\b(\d{4})-(\d{1,2})\b"), "year_month", "digit"),
+    (re.compile(r"(?<![\d/-])(\d{1,2})\s*[/-]\s*(\d{4})\b"), "month_year", "digit"),
+    (re.compile(rf"\b{_THANG}\s*(\d{{1,2}})\b(?!\s*/)"), "month", "th"),
+    (re.compile(rf"\b({_NAME_ALT})\.?(?:\s+(\d{{4}}))?\b"), "named", ""),
 ]
 _LAST_YEAR_RE = re.compile(r"^\s*(?:nam ngoai|nam truoc|nam roi|(?:of )?last year)\b")
 _CAPITAL_T_RE = re.compile(r"(?<![A-Za-z0-9])T(\d{1,2})(?![\d/])")  # "tiền điện T10"
@@ -127,7 +128,10 @@ def extract_months(text: str, today: date) -> list[Entity]:
                 end += after.end()
             found.append(_entity("month", value, start, end, "MonthExtractor"))
 
-    for pattern, kind in _MONTH_PATTERNS:
+    has = {"th": "th" in plain, "digit": DIGIT_RE.search(plain) is not None, "": True}  # "month" has "th" too
+    for pattern, kind, needs in _MONTH_PATTERNS:
+        if not has[needs]:
+            continue
         for m in pattern.finditer(plain):
             if any(e["start"] < m.end() and m.start() < e["end"] for e in found):
                 continue
@@ -156,11 +160,13 @@ def extract_months(text: str, today: date) -> list[Entity]:
                 value = _period(int(m.group(2)), mo) if m.group(2) else _latest_past(mo, today)
             add(value, m.start(), m.end())
     lowered = text.lower()
-    for m in _MONTH_WORD_RE.finditer(lowered):
-        add(_latest_past(_MONTH_WORDS[m.group(1)], today), m.start(), m.end())
-    for m in _CAPITAL_T_RE.finditer(text):
-        month = int(m.group(1))
-        add(_latest_past(month, today) if 1 <= month <= 12 else None, m.start(), m.end())
+    if "tháng" in lowered:
+        for m in _MONTH_WORD_RE.finditer(lowered):
+            add(_latest_past(_MONTH_WORDS[m.group(1)], today), m.start(), m.end())
+    if has["digit"]:
+        for m in _CAPITAL_T_RE.finditer(text):
+            month = int(m.group(1))
+            add(_latest_past(month, today) if 1 <= month <= 12 else None, m.start(), m.end())
     return found
 
 

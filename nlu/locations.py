@@ -27,7 +27,6 @@ The gazetteer is built once per process, lazily (about a second), and is never p
 
 from __future__ import annotations
 
-import bisect
 import importlib.util
 import json
 import logging
@@ -42,7 +41,16 @@ from typing import Any, NamedTuple
 import yaml
 from vietnam_provinces import Province, Ward
 
-from nlu.address_tagger import STREET_WORDS, WORD_RE, AddressTagger, AdminSpan, Token, tokenize
+from nlu.address_tagger import (
+    MAX_TOKENS,
+    STREET_WORDS,
+    WORD_RE,
+    AddressTagger,
+    AdminSpan,
+    Token,
+    tokenize,
+)
+from nlu.entities import extract_identifiers
 from nlu.normalize import strip_diacritics, unify_tone_marks
 from nlu.training_data import TrainingData
 
@@ -362,12 +370,9 @@ class Gazetteer:
 
         self.typed = {k: tuple(v) for k, v in typed.items()}
         self.bare = {k: tuple(v) for k, v in bare.items()}
-        self._keys = sorted(self.typed.keys() | self.bare.keys())
-
-    def _may_continue(self, key: str) -> bool:
-        """Whether some keyword starts with `key`: if none does, no longer run of words can match."""
-        at = bisect.bisect_left(self._keys, key)
-        return at < len(self._keys) and self._keys[at].startswith(key)
+        # Every beginning of every keyword (about 60,000 strings, 4 MB): a run of words that
+        # begins none of them cannot grow into a match.
+        self._prefixes = frozenset(key[:n] for key in self.typed.keys() | self.bare.keys() for n in range(1, len(key) + 1))
 
     # -- matching ----------------------------------------------------------------------------
 
@@ -420,7 +425,7 @@ class Gazetteer:
                 raw.append((j, True, self.typed[key], i, key))
             if key in self.bare:
                 raw.append((j, False, self.bare[key], i, key))
-            if not self._may_continue(key):
+            if key not in self._prefixes:
                 break
         prefixes = _PREFIXES.get(words[i].plain)
         if prefixes and i + 1 < n and _PREFIX_GAP.fullmatch(gap(i + 1)):
@@ -433,7 +438,7 @@ class Gazetteer:
                     cands = self.typed.get(prefix + name)
                     if cands:
                         raw.append((j, True, cands, i + 1, prefix + name))
-                if not any(self._may_continue(prefix + name) for prefix in prefixes):
+                if not any(prefix + name in self._prefixes for prefix in prefixes):
                     break
 
         options = []
@@ -728,14 +733,13 @@ class LocationExtractor:
 
     def _extract(self, text: str) -> list[dict[str, Any]]:
         gaz = gazetteer()
-        words = tokenize(text, words_only=True, limit=MAX_WORDS)
+        tokens = tokenize(text)  # words and punctuation: the tagger reads both
+        words = [t for t in tokens if t.is_word][:MAX_WORDS]
         units = gaz.match(text, words)
         crf_spans: list[tuple[int, int, float]] = []
-        # The tagger's spans only count next to a unit or where they look like a street (see
-        # `_attach_crf`): a message with neither cannot gain a location from it, so most skip it.
-        if self.tagger is not None and words and (units or _may_name_street(text, words)):
+        if self.tagger is not None and words and _tagger_may_add(text, words, units):
             admin = [(u.start, u.end, "typed" if u.typed else "strong" if u.strong else "weak") for u in units]
-            crf_spans = self.tagger.spans(text, admin)
+            crf_spans = self.tagger.spans(text, admin, tokens[:MAX_TOKENS])
 
         groups = self._chain(text, words, units, crf_spans)
         groups = self._attach_crf(text, groups, crf_spans)
@@ -851,6 +855,26 @@ class LocationExtractor:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state.get("tagger"), state.get("extra_names"))  # type: ignore[misc]
+
+
+def _tagger_may_add(text: str, words: Sequence[Token], units: Sequence[UnitMatch]) -> bool:
+    """Whether the address tagger could add a location to what the gazetteer found: its spans
+    count where they look like a street (`_looks_like_street`; digits of a customer code, phone
+    or ticket id are no house number) and where they meet a unit that is kept or could be (see
+    `_chain`, `_attach_crf`). Most messages have neither, or only a lone lower-case word that is
+    also a place name ("cho", "chưa", "can"): no cue before it, no capital, nothing next to it;
+    the tagger is not asked about those, so they are not addresses."""
+    blanked = text
+    for found in extract_identifiers(text):
+        blanked = blanked[: found["start"]] + " " * (found["end"] - found["start"]) + blanked[found["end"] :]
+    if _may_name_street(blanked, words):
+        return True
+    for k, unit in enumerate(units):
+        if unit.strong or unit.typed or unit.last > unit.first or words[unit.first].text[:1].isupper():
+            return True
+        if _cue_before(text, words, unit.first) or (k and _CHAIN_GAP.fullmatch(text[units[k - 1].end : unit.start])):
+            return True
+    return False
 
 
 def _looks_like_street(span: str) -> bool:

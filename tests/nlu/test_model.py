@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import unicodedata
 from dataclasses import replace
 from datetime import date
@@ -23,7 +24,7 @@ import pytest
 
 from nlu import NLUModel, PipelineConfig, load_training_data
 from nlu.model import FALLBACK_INTENT, ConfigError
-from nlu.normalize import collapse_repeats, normalize, strip_tones
+from nlu.normalize import clean, collapse_repeats, normalize, strip_tones
 
 PROJECT = Path(__file__).resolve().parents[2]
 NOT_UNDERSTOOD = {FALLBACK_INTENT, "out_of_scope"}
@@ -115,6 +116,22 @@ def test_normalisation_views() -> None:
     assert norm.plain == "tien dien thang nay khong tang"
     assert strip_tones("Hoá đơn") == "Hoa đơn"
     assert collapse_repeats("1000 số, hiiii") == "1000 số, hi"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Hoà đơn", "hoa\u0300 đơn", "TIỀN ĐIỆN", "ά ё й", "한국어", "Tiền\u00a0điện", " x ", "a\u2028b", "a\tb\x00c", "\ud800x", "Ḝ ǅ", "tiền  điện", "x\u0323\u0301"],
+)
+def test_clean_and_strip_tones_agree_with_unicode_on_any_text(text: str) -> None:
+    # clean: valid UTF-8, NFC, control characters and runs of white space as one space, trimmed.
+    safe = unicodedata.normalize("NFC", text.encode("utf-8", "replace").decode("utf-8"))
+    assert clean(text) == " ".join(re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", " ", safe).split())
+    assert clean(clean(text)) == clean(text)
+    # strip_tones: the five Vietnamese tone marks gone, other marks kept, composed again.
+    tones = {"\u0300", "\u0301", "\u0303", "\u0309", "\u0323"}
+    for form in (text, clean(text), unicodedata.normalize("NFD", text)):
+        expected = unicodedata.normalize("NFC", "".join(ch for ch in unicodedata.normalize("NFD", form) if ch not in tones))
+        assert strip_tones(form) == expected
 
 
 @pytest.mark.parametrize(
