@@ -228,6 +228,13 @@ class IntentFeatures:
         self._idf = np.concatenate([vec.idf_ for _, vec in self.blocks]) if self.blocks else np.empty(0)
         self._block_weights = np.asarray(self.weights, dtype=np.float64)
         self._gram_cache = [{} for _ in self.blocks]
+        # The training data's words looked up now (a few milliseconds): the first messages
+        # after a model loads use them as much as later ones.
+        for block, (view, vec) in enumerate(self.blocks):
+            if vec.analyzer == "char_wb" and VIEW_NAMES[view] == "plain":
+                for word in sorted(self.known_words)[:WORD_CACHE]:
+                    if not _MASK_TOKEN_RE.fullmatch(word):
+                        self._word_grams(block, word)
 
     def _word_grams(self, block: int, word: str) -> list[int]:
         """Columns of the known character n-grams of one word, for a char_wb block: such a
@@ -288,3 +295,5 @@ class IntentFeatures:
         self._offsets = []
         self._idf = self._block_weights = np.empty(0)
         self._gram_cache = []
+        if all(hasattr(vec, "vocabulary_") for _, vec in self.blocks):
+            self._prepare()  # now rather than in the first message's parse

@@ -33,8 +33,9 @@ import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -50,7 +51,7 @@ from nlu.address_tagger import (
     Token,
     tokenize,
 )
-from nlu.entities import extract_identifiers
+from nlu.entities import extract_identifiers, extract_kwh, extract_months
 from nlu.normalize import strip_diacritics, unify_tone_marks
 from nlu.training_data import TrainingData
 
@@ -370,9 +371,14 @@ class Gazetteer:
 
         self.typed = {k: tuple(v) for k, v in typed.items()}
         self.bare = {k: tuple(v) for k, v in bare.items()}
-        # Every beginning of every keyword (about 60,000 strings, 4 MB): a run of words that
-        # begins none of them cannot grow into a match.
-        self._prefixes = frozenset(key[:n] for key in self.typed.keys() | self.bare.keys() for n in range(1, len(key) + 1))
+        # Every beginning of every keyword (about 60,000 strings) -> its (typed, bare) divisions
+        # if it is a whole keyword too: a run of words that begins none cannot grow into a match.
+        empty: tuple[int, ...] = ()
+        self._begins: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+            key[:n]: (empty, empty) for key in self.typed.keys() | self.bare.keys() for n in range(1, len(key))
+        }
+        for key in self.typed.keys() | self.bare.keys():
+            self._begins[key] = (self.typed.get(key, empty), self.bare.get(key, empty))
 
     # -- matching ----------------------------------------------------------------------------
 
@@ -421,12 +427,14 @@ class Gazetteer:
             if j > i and not in_name[j]:
                 break
             key += words[j].plain
-            if key in self.typed:
-                raw.append((j, True, self.typed[key], i, key))
-            if key in self.bare:
-                raw.append((j, False, self.bare[key], i, key))
-            if key not in self._prefixes:
+            found = self._begins.get(key)
+            if found is None:
                 break
+            typed, bare = found
+            if typed:
+                raw.append((j, True, typed, i, key))
+            if bare:
+                raw.append((j, False, bare, i, key))
         prefixes = _PREFIXES.get(words[i].plain)
         if prefixes and i + 1 < n and _PREFIX_GAP.fullmatch(gap(i + 1)):
             name = ""
@@ -438,7 +446,7 @@ class Gazetteer:
                     cands = self.typed.get(prefix + name)
                     if cands:
                         raw.append((j, True, cands, i + 1, prefix + name))
-                if not any(prefix + name in self._prefixes for prefix in prefixes):
+                if not any(prefix + name in self._begins for prefix in prefixes):
                     break
 
         options = []
@@ -471,7 +479,13 @@ class Gazetteer:
             words = tokenize(text[:MAX_CHARS], words_only=True, limit=MAX_WORDS)
         words = words[:MAX_WORDS]
         in_name = [False] + [bool(_NAME_GAP.fullmatch(text[a.end : b.start])) for a, b in zip(words, words[1:], strict=False)]
-        options = [u for i in range(len(words)) for u in self._options(text, words, i, in_name)]
+        begins = self._begins
+        options = [
+            u
+            for i, word in enumerate(words)
+            if word.plain in begins or word.plain in _PREFIXES  # else nothing starts here
+            for u in self._options(text, words, i, in_name)
+        ]
         if not options:
             return []
         covered_by_typed = {k for u in options if u.typed for k in range(u.first, u.last + 1)}
@@ -859,15 +873,14 @@ class LocationExtractor:
 
 def _tagger_may_add(text: str, words: Sequence[Token], units: Sequence[UnitMatch]) -> bool:
     """Whether the address tagger could add a location to what the gazetteer found: its spans
-    count where they look like a street (`_looks_like_street`; digits of a customer code, phone
-    or ticket id are no house number) and where they meet a unit that is kept or could be (see
+    count where they look like a street (`_looks_like_street`; digits of a customer code, phone,
+    ticket id, month or amount of electricity are no house number) and where they meet a unit that is kept or could be (see
     `_chain`, `_attach_crf`). Most messages have neither, or only a lone lower-case word that is
     also a place name ("cho", "chưa", "can"): no cue before it, no capital, nothing next to it;
     the tagger is not asked about those, so they are not addresses."""
-    blanked = text
-    for found in extract_identifiers(text):
-        blanked = blanked[: found["start"]] + " " * (found["end"] - found["start"]) + blanked[found["end"] :]
-    if _may_name_street(blanked, words):
+    if _may_name_street(_blank(text, extract_identifiers), words) and _may_name_street(
+        _blank(text, extract_identifiers, _any_month, extract_kwh), words
+    ):
         return True
     for k, unit in enumerate(units):
         if unit.strong or unit.typed or unit.last > unit.first or words[unit.first].text[:1].isupper():
@@ -875,6 +888,18 @@ def _tagger_may_add(text: str, words: Sequence[Token], units: Sequence[UnitMatch
         if _cue_before(text, words, unit.first) or (k and _CHAIN_GAP.fullmatch(text[units[k - 1].end : unit.start])):
             return True
     return False
+
+
+def _blank(text: str, *extractors: Callable[[str], list[dict[str, Any]]]) -> str:
+    """`text` with the entities the extractors find replaced by spaces (offsets kept)."""
+    for extract in extractors:
+        for found in extract(text):
+            text = text[: found["start"]] + " " * (found["end"] - found["start"]) + text[found["end"] :]
+    return text
+
+
+def _any_month(text: str) -> list[dict[str, Any]]:
+    return extract_months(text, date(2000, 6, 15))  # the spans, whatever the date
 
 
 def _looks_like_street(span: str) -> bool:

@@ -51,6 +51,12 @@ class NearestExamples:
         self.labels = None if labels is None else [str(label) for label in labels]
         self._parts: tuple[np.ndarray, np.ndarray, sparse.csr_matrix] | None = None
         self._groups: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._build()
+
+    def _build(self) -> None:
+        """The search structures (not pickled), made now rather than in some message's parse."""
+        self._split()
+        self._group("")
 
     def _block(self, rows: sparse.spmatrix) -> sparse.csr_matrix:
         rows = sparse.csr_matrix(rows, dtype=np.float64)
@@ -70,7 +76,7 @@ class NearestExamples:
         return float(np.quantile(nearest, quantile)) if count > 1 else 1.0
 
     def _split(self) -> tuple[np.ndarray, np.ndarray, sparse.csr_matrix]:
-        """For `similarity`, built on first use (not pickled): the most common features (single
+        """For `similarity`, built once (not pickled): the most common features (single
         letters, common syllables; at most DENSE_BYTES of them) as dense rows, the rest sparse.
         A common feature's entries are nearly a dense row anyway; as one they are a fast gather,
         and the rest, with fewer examples each, are gathered example by example."""
@@ -125,7 +131,7 @@ class NearestExamples:
 
     def _group(self, label: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(column indices, values, row starts) of the unit rows of `label`'s examples
-        that have entries in the block; built on first use (not pickled)."""
+        that have entries in the block; built once (not pickled)."""
         if label is None or self.labels is None:
             return None
         if self._groups is None:
@@ -168,6 +174,7 @@ class NearestExamples:
         self._by_feature, self.reference, self.columns = state["by_feature"], state["reference"], state["columns"]
         self.labels = state.get("labels")
         self._parts = self._groups = None
+        self._build()
 
     def similarities(self, rows: sparse.spmatrix) -> np.ndarray:
         """Many messages, one row each (the batch form of `similarity`)."""
