@@ -15,6 +15,7 @@ bypasses scikit-learn's per-call overhead.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -172,7 +173,6 @@ class IntentFeatures:
         self._analyzers: list[Any] | None = None
         self._offsets: list[int] = []
         self._idf = np.empty(0)
-        self._block_weights = np.empty(0)
         self._gram_cache: list[dict[str, list[int]]] = []
 
     def fit_matrix(self, rows: list[TextViews]) -> sparse.csr_matrix:
@@ -226,7 +226,6 @@ class IntentFeatures:
             self._offsets.append(offset)
             offset += len(vec.vocabulary_)
         self._idf = np.concatenate([vec.idf_ for _, vec in self.blocks]) if self.blocks else np.empty(0)
-        self._block_weights = np.asarray(self.weights, dtype=np.float64)
         self._gram_cache = [{} for _ in self.blocks]
         # The training data's words looked up now (a few milliseconds): the first messages
         # after a model loads use them as much as later ones.
@@ -253,33 +252,32 @@ class IntentFeatures:
     def vector(self, row: TextViews) -> tuple[np.ndarray, np.ndarray]:
         """(column indices, values) of one message's feature row; the same as a row of
         `matrix`, computed without scikit-learn's per-call overhead: n-grams counted in one
-        dict per block, then tf-idf and each block's norm for all blocks at once."""
+        counter, then tf-idf for all blocks at once and each block's norm."""
         if self._analyzers is None:
             self._prepare()
         assert self._analyzers is not None
-        counts: dict[int, int] = {}
-        ends: list[int] = []  # where each block's entries end in `counts` (insertion order)
+        counts: Counter[int] = Counter()  # column -> count, in order of first occurrence
+        ends: list[int] = []  # where each block's entries end in `counts`
         for block, ((view, vec), analyze, offset) in enumerate(zip(self.blocks, self._analyzers, self._offsets, strict=True)):
             if vec.analyzer == "char_wb":
+                found: list[int] = []
                 for word in without_masks(row[view]).split():
-                    for index in self._word_grams(block, word):
-                        counts[index] = counts.get(index, 0) + 1
+                    found += self._word_grams(block, word)
             else:
                 vocabulary = vec.vocabulary_
-                for gram in analyze(row[view]):
-                    index = vocabulary.get(gram)
-                    if index is not None:
-                        index += offset
-                        counts[index] = counts.get(index, 0) + 1
+                found = [offset + i for gram in analyze(row[view]) if (i := vocabulary.get(gram)) is not None]
+            counts.update(found)
             ends.append(len(counts))
         if not counts:
             return np.empty(0, dtype=np.int64), np.empty(0)
         idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
         val = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self._idf[idx]
-        lengths = np.diff(ends, prepend=0)
-        present = lengths > 0
-        norms = np.sqrt(np.add.reduceat(val * val, np.asarray(ends)[present] - lengths[present]))
-        val *= np.repeat(self._block_weights[present] / norms, lengths[present])
+        start = 0
+        for end, weight in zip(ends, self.weights, strict=True):
+            if end > start:
+                part = val[start:end]  # a view: scaled in place
+                part *= weight / np.sqrt(np.dot(part, part))
+            start = end
         return idx, val
 
     def __getstate__(self) -> dict[str, Any]:
@@ -293,7 +291,7 @@ class IntentFeatures:
         self.known_trigrams = state.get("known_trigrams", frozenset())
         self._analyzers = None
         self._offsets = []
-        self._idf = self._block_weights = np.empty(0)
+        self._idf = np.empty(0)
         self._gram_cache = []
         if all(hasattr(vec, "vocabulary_") for _, vec in self.blocks):
             self._prepare()  # now rather than in the first message's parse
