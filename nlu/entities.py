@@ -114,60 +114,90 @@ def _months_before(today: date, count: int) -> str:
 _COUNT_WORDS = {"hai": 2, "ba": 3, "bon": 4, "two": 2, "three": 3}
 
 
+# A month mentioned in a message, before it is resolved against a date: (start, end, kind,
+# number, year, last_year). Kinds: "ago" (`number` months before), "current", "period"
+# (`year`-`number`), "latest" (the latest month `number` up to the date).
+_Mention = tuple[int, int, str, int, int, bool]
+_last_mentions: tuple[str, tuple[_Mention, ...]] = ("", ())
+
+
 def extract_months(text: str, today: date) -> list[Entity]:
     """Billing periods resolved to 'YYYY-MM' relative to `today`."""
-    plain = strip_diacritics(text).lower()
-    found: list[Entity] = []
+    found = []
+    for start, end, kind, number, year, last_year in _month_mentions(text):
+        if kind == "ago":
+            value = _months_before(today, number)
+        elif kind == "current":
+            value = _period(today.year, today.month)
+        elif kind == "period":
+            value = _period(year, number)
+        else:
+            value = _latest_past(number, today)
+        if last_year:  # "tháng 9 năm ngoái" / "August last year": the same month a year earlier.
+            value = f"{today.year - 1}-{value[5:]}"
+        found.append(_entity("month", value, start, end, "MonthExtractor"))
+    return found
 
-    def add(value: str | None, start: int, end: int) -> None:
-        if value and not any(e["start"] < end and start < e["end"] for e in found):
-            # "tháng 9 năm ngoái" / "August last year": the same month a year earlier.
+
+def _month_mentions(text: str) -> tuple[_Mention, ...]:
+    """Where `text` mentions a month, whatever the date. A parse asks twice about the same text
+    (to classify it, then for its entities): the last answer is kept."""
+    global _last_mentions
+    last = _last_mentions
+    if last[0] == text:
+        return last[1]
+    plain = strip_diacritics(text).lower()
+    found: list[_Mention] = []
+
+    def add(start: int, end: int, kind: str, number: int, year: int = 0) -> None:
+        if not any(m[0] < end and start < m[1] for m in found):
             after = _LAST_YEAR_RE.match(plain[end:])
-            if after:
-                value = f"{today.year - 1}-{value[5:]}"
-                end += after.end()
-            found.append(_entity("month", value, start, end, "MonthExtractor"))
+            found.append((start, end + after.end() if after else end, kind, number, year, after is not None))
 
     has = {"th": "th" in plain, "digit": DIGIT_RE.search(plain) is not None, "": True}  # "month" has "th" too
     for pattern, kind, needs in _MONTH_PATTERNS:
         if not has[needs]:
             continue
         for m in pattern.finditer(plain):
-            if any(e["start"] < m.end() and m.start() < e["end"] for e in found):
+            if any(e[0] < m.end() and m.start() < e[1] for e in found):
                 continue
-            value: str | None = None
             if kind == "months_ago":
                 count_text = m.group(1) or m.group(2)
                 count = 2 if count_text is None else _COUNT_WORDS.get(count_text) or int(count_text)
-                value = _months_before(today, count) if 1 <= count <= 24 else None
+                if 1 <= count <= 24:
+                    add(m.start(), m.end(), "ago", count)
             elif kind == "previous":
-                value = _months_before(today, 1)
+                add(m.start(), m.end(), "ago", 1)
             elif kind == "current":
-                value = _period(today.year, today.month)
-            elif kind == "month_year":
-                mo, y = int(m.group(1)), int(m.group(2))
-                value = _period(y, mo) if 1 <= mo <= 12 else None
-            elif kind == "year_month":
-                y, mo = int(m.group(1)), int(m.group(2))
-                value = _period(y, mo) if 1 <= mo <= 12 else None
+                add(m.start(), m.end(), "current", 0)
+            elif kind in ("month_year", "year_month"):
+                mo, y = (int(m.group(1)), int(m.group(2))) if kind == "month_year" else (int(m.group(2)), int(m.group(1)))
+                if 1 <= mo <= 12:
+                    add(m.start(), m.end(), "period", mo, y)
             elif kind == "month":
                 mo = int(m.group(1))
-                value = _latest_past(mo, today) if 1 <= mo <= 12 else None
+                if 1 <= mo <= 12:
+                    add(m.start(), m.end(), "latest", mo)
             elif kind == "named":
                 if m.group(1) == "may" and not m.group(2):
                     continue  # "may I pay" is not a month
                 mo = _MONTH_NAMES[m.group(1)]
-                value = _period(int(m.group(2)), mo) if m.group(2) else _latest_past(mo, today)
-            add(value, m.start(), m.end())
+                if m.group(2):
+                    add(m.start(), m.end(), "period", mo, int(m.group(2)))
+                else:
+                    add(m.start(), m.end(), "latest", mo)
     lowered = text.lower()
     if "tháng" in lowered:
         for m in _MONTH_WORD_RE.finditer(lowered):
-            add(_latest_past(_MONTH_WORDS[m.group(1)], today), m.start(), m.end())
+            add(m.start(), m.end(), "latest", _MONTH_WORDS[m.group(1)])
     if has["digit"]:
         for m in _CAPITAL_T_RE.finditer(text):
             month = int(m.group(1))
-            add(_latest_past(month, today) if 1 <= month <= 12 else None, m.start(), m.end())
-    return found
+            if 1 <= month <= 12:
+                add(m.start(), m.end(), "latest", month)
+    result = tuple(found)
+    _last_mentions = (text, result)
+    return result
 
 
 @dataclass
@@ -187,16 +217,30 @@ class SynonymMatcher:
         alternation = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True) if f)
         self._forms = forms
         self._pattern = re.compile(rf"(?<!\w)(?:{alternation})(?!\w)") if alternation else None
+        self._last: tuple[str, tuple[tuple[str, str, int, int], ...]] = ("", ())
 
     def extract(self, text: str) -> list[Entity]:
         if self._pattern is None:
             return []
-        plain = strip_diacritics(text).lower()
-        found = []
-        for m in self._pattern.finditer(plain):
-            value = self._forms[m.group(0)]
-            found.append(_entity(self.entity_of_value[value], value, m.start(), m.end(), "EntitySynonymMapper"))
-        return found
+        last = self._last  # a parse asks twice about the same text (to classify it, for entities)
+        if last[0] == text:
+            spans = last[1]
+        else:
+            plain = strip_diacritics(text).lower()
+            spans = tuple(
+                (self.entity_of_value[value], value, m.start(), m.end())
+                for m in self._pattern.finditer(plain)
+                for value in (self._forms[m.group(0)],)
+            )
+            self._last = (text, spans)
+        return [_entity(entity, value, start, end, "EntitySynonymMapper") for entity, value, start, end in spans]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_last"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._last = ("", ())
 
 
 def looks_like_customer_code(text: str) -> bool:
