@@ -133,8 +133,36 @@ class WordPairs:
         self.low, self.high = low, high
 
     def __call__(self, text: str) -> list[str]:
-        words = _WORD_RE.findall(text)
+        return self.pairs(_WORD_RE.findall(text))
+
+    def pairs(self, words: Sequence[str]) -> list[str]:
         return [f"{words[i]} _ {words[j]}" for i in range(len(words)) for j in range(i + self.low, min(len(words), i + self.high + 1))]
+
+
+def _word_ngrams(tokens: list[str], low: int, high: int) -> list[str]:
+    """scikit-learn's word n-grams of `tokens` (no stop words): the tokens themselves when
+    `low` is 1, then every run of 2, 3, ... up to `high` tokens joined by a space."""
+    if high == 1:
+        return tokens
+    grams = list(tokens) if low == 1 else []
+    count = len(tokens)
+    for n in range(max(low, 2), min(high, count) + 1):
+        grams += [" ".join(tokens[i : i + n]) for i in range(count - n + 1)]
+    return grams
+
+
+def _plain_word_analyzer(vec: TfidfVectorizer) -> bool:
+    """Whether a word-analyzer vectorizer does just what `_word_ngrams` of the lower-cased
+    `_WORD_RE` tokens does."""
+    return (
+        vec.analyzer == "word"
+        and vec.preprocessor is None
+        and vec.tokenizer is None
+        and vec.lowercase
+        and vec.stop_words is None
+        and vec.strip_accents is None
+        and vec.token_pattern == _WORD_RE.pattern
+    )
 
 
 
@@ -171,6 +199,7 @@ class IntentFeatures:
         self.known_words: frozenset[str] = frozenset()
         self.known_trigrams: frozenset[str] = frozenset()
         self._analyzers: list[Any] | None = None
+        self._plain_words: list[bool] = []
         self._offsets: list[int] = []
         self._idf = np.empty(0)
         self._gram_cache: list[dict[str, list[int]]] = []
@@ -221,6 +250,7 @@ class IntentFeatures:
 
     def _prepare(self) -> None:
         self._analyzers = [vec.build_analyzer() for _, vec in self.blocks]
+        self._plain_words = [_plain_word_analyzer(vec) for _, vec in self.blocks]
         offset, self._offsets = 0, []
         for _, vec in self.blocks:
             self._offsets.append(offset)
@@ -256,6 +286,14 @@ class IntentFeatures:
         if self._analyzers is None:
             self._prepare()
         assert self._analyzers is not None
+        words: dict[tuple[int, bool], list[str]] = {}
+
+        def tokens(view: int, lower: bool) -> list[str]:
+            key = (view, lower)
+            if key not in words:
+                words[key] = _WORD_RE.findall(row[view].lower() if lower else row[view])
+            return words[key]
+
         counts: Counter[int] = Counter()  # column -> count, in order of first occurrence
         ends: list[int] = []  # where each block's entries end in `counts`
         for block, ((view, vec), analyze, offset) in enumerate(zip(self.blocks, self._analyzers, self._offsets, strict=True)):
@@ -264,8 +302,14 @@ class IntentFeatures:
                 for word in without_masks(row[view]).split():
                     found += self._word_grams(block, word)
             else:
+                if vec.analyzer == "word" and self._plain_words[block]:  # the words shared with other blocks
+                    grams = _word_ngrams(tokens(view, lower=True), *vec.ngram_range)
+                elif isinstance(vec.analyzer, WordPairs):
+                    grams = vec.analyzer.pairs(tokens(view, lower=False))
+                else:
+                    grams = analyze(row[view])
                 vocabulary = vec.vocabulary_
-                found = [offset + i for gram in analyze(row[view]) if (i := vocabulary.get(gram)) is not None]
+                found = [offset + i for gram in grams if (i := vocabulary.get(gram)) is not None]
             counts.update(found)
             ends.append(len(counts))
         if not counts:

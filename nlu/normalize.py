@@ -139,9 +139,20 @@ def abbreviations() -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in (data.get("abbreviations") or {}).items()}
 
 
+@lru_cache(maxsize=1)
+def _abbreviation_re() -> re.Pattern[str] | None:
+    """The abbreviations as whole words: only they cost a replacement, not every word."""
+    words = sorted((k for k in abbreviations() if _TOKEN_RE.fullmatch(k)), key=len, reverse=True)
+    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, words)) + r")(?!\w)") if words else None
+
+
 def expand_abbreviations(text: str) -> str:
+    """Each word that is an abbreviation in `abbreviations()` replaced by its expansion."""
+    pattern = _abbreviation_re()
+    if pattern is None:
+        return text
     table = abbreviations()
-    return _TOKEN_RE.sub(lambda m: table.get(m.group(0), m.group(0)), text)
+    return pattern.sub(lambda m: table[m.group(0)], text)
 
 
 def unify_tone_marks(text: str) -> str:
@@ -186,7 +197,20 @@ def _stem(word: str) -> str:
     return word
 
 
+_STEMS: dict[str, str] = {}  # word -> stem, for the words seen (customers use the same few thousand)
+
+
+def _cached_stem(match: re.Match[str]) -> str:
+    word = match.group(0)
+    stem = _STEMS.get(word)
+    if stem is None:
+        stem = _stem(word)
+        if len(_STEMS) < 100_000:
+            _STEMS[word] = stem
+    return stem
+
+
 def stem_english(text: str) -> str:
     """"paid bills, billing" -> "paid bill, bill": a light suffix stripper for English words of
     the diacritics-free view; not a linguist's stemmer, just fewer spellings of one word."""
-    return _ENGLISH_WORD_RE.sub(lambda m: _stem(m.group(0)), text)
+    return _ENGLISH_WORD_RE.sub(_cached_stem, text)

@@ -266,6 +266,18 @@ def test_fast_path_agrees_with_scikit_learn(model: NLUModel) -> None:
     np.testing.assert_allclose(fast.sum(axis=1), 1.0)
 
 
+def test_one_message_feature_row_is_the_batch_row_on_every_held_out_message(model: NLUModel) -> None:
+    texts = [e.text for e in load_training_data(PROJECT / "tests" / "data" / "nlu_test.yml").examples] + AGREEMENT_TEXTS
+    rows = [model._message_views(t) for t in texts]
+    batch = model.features.matrix(rows).toarray()
+    for row, expected in zip(rows, batch, strict=True):
+        idx, val = model.features.vector(row)
+        single = np.zeros_like(expected)
+        single[idx] = val
+        assert len(set(idx.tolist())) == len(idx)
+        np.testing.assert_allclose(single, expected, rtol=0, atol=1e-12)
+
+
 def test_saved_model_loads_and_parses_the_same(model: NLUModel, tmp_path: Path) -> None:
     model.save(tmp_path / "m")
     loaded = NLUModel.load(tmp_path / "m")
