@@ -21,7 +21,7 @@ import functools
 import re
 import threading
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -157,11 +157,20 @@ def _token_attributes(text: str, admin: str) -> tuple[tuple[str, ...], tuple[tup
     return tuple(own), tuple(lent)
 
 
-def featurize(tokens: Sequence[Token], admin_tags: Sequence[str]) -> list[list[str]]:
+_Attributes = tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]
+
+
+def featurize(
+    tokens: Sequence[Token],
+    admin_tags: Sequence[str],
+    attributes_of: Callable[[str, str], _Attributes] = _token_attributes,
+    known: Container[str] | None = None,
+) -> list[list[str]]:
     """crfsuite attributes per token: the token's own features (word forms, shape, gazetteer
     tag, street/admin/cue word) plus its two neighbours' on each side and the word pair it
-    ends."""
-    parts = [_token_attributes(tok.text, tag) for tok, tag in zip(tokens, admin_tags, strict=True)]
+    ends. With `known` (and `attributes_of` giving only known ones), only the attributes a
+    trained model has: crfsuite ignores the others, and there are ten times as many of them."""
+    parts = [attributes_of(tok.text, tag) for tok, tag in zip(tokens, admin_tags, strict=True)]
     n = len(tokens)
     out: list[list[str]] = []
     for i, (own, _) in enumerate(parts):
@@ -170,10 +179,12 @@ def featurize(tokens: Sequence[Token], admin_tags: Sequence[str]) -> list[list[s
             j = i + offset
             if 0 <= j < n:
                 attributes += parts[j][1][k]
-            else:
+            elif known is None or _EDGES[k] in known:
                 attributes.append(_EDGES[k])
         if i > 0:
-            attributes.append(f"-1:p|p:{tokens[i - 1].plain}|{tokens[i].plain}")
+            pair = f"-1:p|p:{tokens[i - 1].plain}|{tokens[i].plain}"
+            if known is None or pair in known:
+                attributes.append(pair)
         out.append(attributes)
     return out
 
@@ -201,6 +212,20 @@ class AddressTagger:
         self.model = model
         self.admin_spans = admin_spans
         self._local = threading.local()
+        self._known = _model_attributes(model)
+        self._attribute_cache: dict[tuple[str, str], _Attributes] = {}
+
+    def _attributes(self, text: str, admin: str) -> _Attributes:
+        """`_token_attributes` without those the model does not have."""
+        found = self._attribute_cache.get((text, admin))
+        if found is None:
+            own, lent = _token_attributes(text, admin)
+            known = self._known
+            assert known is not None
+            found = (tuple(a for a in own if a in known), tuple(tuple(a for a in part if a in known) for part in lent))
+            if len(self._attribute_cache) < 65536:
+                self._attribute_cache[(text, admin)] = found
+        return found
 
     # -- training ----------------------------------------------------------------------------
 
@@ -265,7 +290,11 @@ class AddressTagger:
         if admin is None:
             admin = self.admin_spans(text) if self.admin_spans else []
         tagger = self._tagger()
-        tagger.set(featurize(tokens, _admin_tags(tokens, admin)))
+        tags = _admin_tags(tokens, admin)
+        if self._known is None:
+            tagger.set(featurize(tokens, tags))
+        else:
+            tagger.set(featurize(tokens, tags, self._attributes, self._known))
         tags = tagger.tag()
         found: list[tuple[int, int, float]] = []
         i = 0
@@ -298,6 +327,18 @@ class AddressTagger:
         return {"model": self.model, "admin_spans": self.admin_spans}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.model = state["model"]
-        self.admin_spans = state.get("admin_spans")
-        self._local = threading.local()
+        self.__init__(state["model"], state.get("admin_spans"))  # type: ignore[misc]
+
+
+def _model_attributes(model: bytes) -> frozenset[str] | None:
+    """The attributes a trained crfsuite model has weights for (from its dump); None, and every
+    attribute is passed, if the dump does not list as many as its header counts."""
+    try:  # the dump goes through a temporary file
+        tagger = pycrfsuite.Tagger()
+        tagger.open_inmemory(model)
+        info = tagger.info()
+        tagger.close()
+    except (OSError, ValueError):
+        return None
+    known = frozenset(info.attributes)
+    return known if str(len(known)) == str(info.header.get("num_attrs")) else None

@@ -363,6 +363,20 @@ def test_address_tagger_learns_street_spans(extractor: LocationExtractor) -> Non
     assert tagger.tag("") == []
 
 
+def test_the_tagger_is_given_only_the_attributes_its_model_knows_and_tags_the_same(extractor: LocationExtractor) -> None:
+    tagger = extractor.tagger
+    assert tagger is not None and tagger._known is not None
+    everything = AddressTagger(tagger.model, tagger.admin_spans)
+    everything._known = None  # every attribute passed on, as when training
+    texts = [e.text for path in ("data", "tests/data/nlu_test.yml") for e in load_training_data(PROJECT / path).examples]
+    found = 0
+    for text in texts:
+        spans = tagger.spans(text)
+        assert spans == everything.spans(text)
+        found += bool(spans)
+    assert found > 50  # messages where it finds an address: the comparison covers them
+
+
 def test_address_tagger_needs_annotations() -> None:
     with pytest.raises(ValueError, match="location"):
         AddressTagger.train([Example("xin chào", "greet")])
