@@ -62,25 +62,32 @@ class Token(NamedTuple):
     is_word: bool
 
 
-@functools.lru_cache(maxsize=65536)
+_FORMS: dict[str, tuple[str, str, bool]] = {}
+_FORMS_KEPT = 65536
+
+
 def _forms(text: str) -> tuple[str, str, bool]:
-    """(plain, acc, is_word) of one token's text: every parse tokenizes its message twice and
-    customers use the same few thousand words, so the Unicode work is done once per word."""
-    lower = unicodedata.normalize("NFC", text).lower()
-    is_word = bool(WORD_RE.fullmatch(text))
-    return strip_diacritics(lower), unify_tone_marks(lower) if is_word else lower, is_word
-
-
-def _token(start: int, end: int, text: str) -> Token:
-    return Token(start, end, text, *_forms(text))
+    """(plain, acc, is_word) of one token's text: customers use the same few thousand words,
+    so the Unicode work is done once per word."""
+    found = _FORMS.get(text)
+    if found is None:
+        lower = unicodedata.normalize("NFC", text).lower()
+        is_word = bool(WORD_RE.fullmatch(text))
+        found = (strip_diacritics(lower), unify_tone_marks(lower) if is_word else lower, is_word)
+        if len(_FORMS) < _FORMS_KEPT:
+            _FORMS[text] = found
+    return found
 
 
 def tokenize(text: str, *, words_only: bool = False, limit: int | None = None) -> list[Token]:
     """Words and punctuation with character offsets into `text` (which is not modified)."""
     pattern = WORD_RE if words_only else _TOKEN_RE
     found: list[Token] = []
+    append, known, make = found.append, _FORMS.get, tuple.__new__
     for match in pattern.finditer(text):
-        found.append(_token(match.start(), match.end(), match.group(0)))
+        word = match.group()
+        start = match.start()
+        append(make(Token, (start, start + len(word), word, *(known(word) or _forms(word)))))
         if limit is not None and len(found) >= limit:
             break
     return found
