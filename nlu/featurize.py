@@ -316,12 +316,14 @@ class IntentFeatures:
             return np.empty(0, dtype=np.int64), np.empty(0)
         idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
         val = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self._idf[idx]
-        start = 0
+        starts, lengths, weights, start = [], [], [], 0  # of the blocks with entries
         for end, weight in zip(ends, self.weights, strict=True):
             if end > start:
-                part = val[start:end]  # a view: scaled in place
-                part *= weight / np.sqrt(np.dot(part, part))
+                starts.append(start)
+                lengths.append(end - start)
+                weights.append(weight)
             start = end
+        val *= np.repeat(np.divide(weights, np.sqrt(np.add.reduceat(val * val, starts))), lengths)
         return idx, val
 
     def __getstate__(self) -> dict[str, Any]:
