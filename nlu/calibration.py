@@ -32,6 +32,10 @@ def _columns(scores: np.ndarray) -> np.ndarray:
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
+    if scores.ndim == 1:  # one message: the same arithmetic without the broadcasting
+        exp = np.exp(scores - scores.max())
+        exp /= exp.sum()
+        return exp
     exp = np.exp(scores - scores.max(axis=-1, keepdims=True))
     return exp / exp.sum(axis=-1, keepdims=True)
 

@@ -95,19 +95,22 @@ class NearestExamples:
         return self._parts
 
     def _unit(self, idx: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """The message's entries in the block, scaled to unit length; None if it has none."""
+        """The message's entries in the block, scaled to unit length; None if it has none.
+        The block's entries are found by binary search: `idx` must list the columns before the
+        block first and those after it last (sorted columns do, and so does
+        `IntentFeatures.vector`, block by block)."""
         if self.columns is not None:
-            start, end = self.columns
-            inside = (idx >= start) & (idx < end)
-            idx, val = idx[inside] - start, val[inside]
+            first, last = np.searchsorted(idx, self.columns).tolist()
+            idx, val = idx[first:last] - self.columns[0], val[first:last]
         norm = float(np.sqrt(np.dot(val, val)))
         if not len(idx) or norm == 0.0:
             return None
         return idx, val / norm
 
     def similarity(self, idx: np.ndarray, val: np.ndarray) -> float:
-        """One message, as the (column indices, values) of its feature row; NaN when it has
-        nothing in the block (a bare customer code or place name is all mask tokens): no evidence."""
+        """One message, as the (column indices, values) of its feature row (in column order
+        block by block, see `_unit`); NaN when it has nothing in the block (a bare customer code
+        or place name is all mask tokens): no evidence."""
         unit = self._unit(idx, val)
         return float("nan") if unit is None else self._nearest(*unit)
 

@@ -75,3 +75,20 @@ def test_looking_among_the_likely_intent_first_gives_the_same_familiarity() -> N
     assert near.familiarity_of(np.array([], dtype=np.int64), np.array([]), "intent_0") == 1.0
     # Without labels (a bundle saved before they were kept) the full search answers alone.
     assert math.isclose(NearestExamples(examples, quantile=0.5).familiarity_of(idx, val, "intent_0"), expected, rel_tol=1e-12)
+
+
+def test_the_block_is_found_in_a_whole_row_given_block_by_block_in_any_order_within() -> None:
+    rng = np.random.default_rng(5)
+    examples = sparse.random(80, 30, density=0.3, random_state=rng, format="csr")
+    in_row = NearestExamples(examples, quantile=0.5, columns=(10, 20))
+    alone = NearestExamples(examples[:, 10:20], quantile=0.5)
+    assert math.isclose(in_row.reference, alone.reference)
+    for _ in range(50):
+        # As IntentFeatures.vector gives them: the blocks in order, each in its own order.
+        blocks = [rng.permutation(np.arange(a, b))[: rng.integers(0, b - a + 1)] for a, b in ((0, 10), (10, 20), (20, 30))]
+        idx = np.concatenate(blocks).astype(np.int64)
+        val = rng.random(len(idx))
+        inside = (idx >= 10) & (idx < 20)
+        expected = alone.similarity(idx[inside] - 10, val[inside])
+        got = in_row.similarity(idx, val)
+        assert (math.isnan(got) and math.isnan(expected)) or math.isclose(got, expected, rel_tol=1e-12)
