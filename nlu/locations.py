@@ -750,41 +750,43 @@ class LocationExtractor:
         tokens = tokenize(text)  # words and punctuation: the tagger reads both
         words = [t for t in tokens if t.is_word][:MAX_WORDS]
         units = gaz.match(text, words)
+        chains = self._chains(text, units)
         crf_spans: list[tuple[int, int, float]] = []
-        if self.tagger is not None and words and _tagger_may_add(text, words, units):
+        if self.tagger is not None and words and _tagger_may_add(text, words, chains):
             admin = [(u.start, u.end, "typed" if u.typed else "strong" if u.strong else "weak") for u in units]
             crf_spans = self.tagger.spans(text, admin, tokens[:MAX_TOKENS])
 
-        groups = self._chain(text, words, units, crf_spans)
+        groups = self._groups(text, words, chains, crf_spans)
         groups = self._attach_crf(text, groups, crf_spans)
         groups += self._extra_groups(text, words, groups)
         groups.sort(key=lambda g: g.start)
         return [self._entity(text, g) for g in groups]
 
-    def _chain(
-        self, text: str, words: Sequence[Token], units: Sequence[UnitMatch], crf_spans: Sequence[tuple[int, int, float]]
-    ) -> list[_Group]:
-        """Consecutive units that can be one address become one group; a chain made only of weak
-        units is kept when a cue word precedes it or the CRF tagged it as an address."""
+    @staticmethod
+    def _chains(text: str, units: Sequence[UnitMatch]) -> list[tuple[list[UnitMatch], list[Reading]]]:
+        """Consecutive units that can be one address, with all their readings (ranked later)."""
         gaz = gazetteer()
-        chains: list[list[UnitMatch]] = []
-        readings: list[list[Reading]] = []  # all readings of each chain, ranked at the end
+        chains: list[tuple[list[UnitMatch], list[Reading]]] = []
         for unit in units[:MAX_UNITS]:
-            if (
-                chains
-                and len(chains[-1]) < MAX_CHAIN
-                and _CHAIN_GAP.fullmatch(text[chains[-1][-1].end : unit.start])
-            ):
-                joined = gaz.extend(readings[-1], unit)
+            if chains and len(chains[-1][0]) < MAX_CHAIN and _CHAIN_GAP.fullmatch(text[chains[-1][0][-1].end : unit.start]):
+                joined = gaz.extend(chains[-1][1], unit)
                 if joined:
-                    chains[-1].append(unit)
-                    readings[-1] = joined
+                    chains[-1] = (chains[-1][0] + [unit], joined)
                     continue
-            chains.append([unit])
-            readings.append(gaz.readings(unit))
+            chains.append(([unit], gaz.readings(unit)))
+        return chains
+
+    @staticmethod
+    def _groups(
+        text: str,
+        words: Sequence[Token],
+        chains: Sequence[tuple[list[UnitMatch], list[Reading]]],
+        crf_spans: Sequence[tuple[int, int, float]],
+    ) -> list[_Group]:
+        """The chains kept as places: one of several units or of a strong one; one weak unit
+        when a cue word precedes it or the CRF tagged it as an address."""
         groups = []
-        for chain, all_readings in zip(chains, readings, strict=True):
-            chain_readings = best_readings(all_readings)
+        for chain, all_readings in chains:
             start, end = chain[0].start, chain[-1].end
             if len(chain) == 1 and not chain[0].strong:
                 unit = chain[0]
@@ -801,7 +803,7 @@ class LocationExtractor:
                 confidence = 0.97
             else:
                 confidence = 0.9 if chain[0].strong else 0.75
-            groups.append(_Group(start, end, list(chain), chain_readings, confidence))
+            groups.append(_Group(start, end, list(chain), best_readings(all_readings), confidence))
         return groups
 
     def _attach_crf(self, text: str, groups: list[_Group], crf_spans: Sequence[tuple[int, int, float]]) -> list[_Group]:
@@ -871,7 +873,7 @@ class LocationExtractor:
         self.__init__(state.get("tagger"), state.get("extra_names"))  # type: ignore[misc]
 
 
-def _tagger_may_add(text: str, words: Sequence[Token], units: Sequence[UnitMatch]) -> bool:
+def _tagger_may_add(text: str, words: Sequence[Token], chains: Sequence[tuple[list[UnitMatch], Any]]) -> bool:
     """Whether the address tagger could add a location to what the gazetteer found: its spans
     count where they look like a street (`_looks_like_street`; digits of a customer code, phone,
     ticket id, month or amount of electricity are no house number) and where they meet a unit that is kept or could be (see
@@ -883,10 +885,11 @@ def _tagger_may_add(text: str, words: Sequence[Token], units: Sequence[UnitMatch
         _blank(text, extract_identifiers, _any_month, extract_kwh), words
     ):
         return True
-    for k, unit in enumerate(units):
-        if unit.strong or unit.typed or any(w.text[:1].isupper() for w in words[unit.first : unit.last + 1]):
+    for chain, _ in chains:
+        unit = chain[0]
+        if len(chain) > 1 or unit.strong or unit.typed or any(w.text[:1].isupper() for w in words[unit.first : unit.last + 1]):
             return True
-        if _cue_before(text, words, unit.first) or (k and _CHAIN_GAP.fullmatch(text[units[k - 1].end : unit.start])):
+        if _cue_before(text, words, unit.first):
             return True
     return False
 
