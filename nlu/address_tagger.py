@@ -95,8 +95,11 @@ def tokenize(text: str, *, words_only: bool = False, limit: int | None = None) -
 
 def _shouting(text: str) -> bool:
     """A message typed in capitals ("MẤT ĐIỆN Ở QUẬN 7"): every word would look like a name."""
-    letters = [ch for ch in text[:400] if ch.isalpha()]
-    return len(letters) >= 6 and all(ch.isupper() for ch in letters) and len(text.lower()) == len(text)
+    head = text[:400]
+    if not head.isupper():  # a lower-case letter, or no cased letter at all
+        return False
+    letters = list(filter(str.isalpha, head))
+    return len(letters) >= 6 and all(map(str.isupper, letters)) and len(text.lower()) == len(text)
 
 
 def _shape(text: str, is_word: bool) -> str:

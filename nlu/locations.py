@@ -379,6 +379,11 @@ class Gazetteer:
         }
         for key in self.typed.keys() | self.bare.keys():
             self._begins[key] = (self.typed.get(key, empty), self.bare.get(key, empty))
+        # (plain key, syllable count) -> division -> its accented names of that key and length.
+        self._accented: dict[tuple[str, int], dict[int, set[tuple[str, ...]]]] = {}
+        for index, div in enumerate(self.divisions):
+            for plain, syllables in div.accents:
+                self._accented.setdefault((plain, len(syllables)), {}).setdefault(index, set()).add(syllables)
 
     # -- matching ----------------------------------------------------------------------------
 
@@ -392,21 +397,16 @@ class Gazetteer:
         nothing else fits the match is unverified."""
         if all(w.acc == w.plain for w in words):
             return tuple(cands), True
-        key = "".join(w.plain for w in words)
+        names = self._accented.get(("".join(w.plain for w in words), len(words)), {})
+        typed = tuple(w.acc for w in words)
         kept: list[int] = []
         unverified: list[int] = []
         for index in cands:
-            comparable = False
-            for plain, syllables in self.divisions[index].accents:
-                if plain != key or len(syllables) != len(words):
-                    continue
-                comparable = True
-                if all(w.acc == s for w, s in zip(words, syllables, strict=True)):
-                    kept.append(index)
-                    break
-            else:
-                if not comparable:
-                    unverified.append(index)
+            spellings = names.get(index)
+            if spellings is None:  # no name of this key and length to compare with
+                unverified.append(index)
+            elif typed in spellings:
+                kept.append(index)
         if kept:
             return tuple(kept + unverified), True
         return tuple(unverified), False
@@ -881,17 +881,15 @@ def _tagger_may_add(text: str, words: Sequence[Token], chains: Sequence[tuple[li
     a place's name ("cho", "chưa", "hợp đồng", "thành văn"): no cue before them, no capital,
     nothing next to them; the tagger is not asked about those, so they are not addresses (on
     10,000 test, training and generated messages it never took one for an address either)."""
-    if _may_name_street(_blank(text, extract_identifiers), words) and _may_name_street(
-        _blank(text, extract_identifiers, _any_month, extract_kwh), words
-    ):
-        return True
     for chain, _ in chains:
         unit = chain[0]
         if len(chain) > 1 or unit.strong or unit.typed or any(w.text[:1].isupper() for w in words[unit.first : unit.last + 1]):
             return True
         if _cue_before(text, words, unit.first):
             return True
-    return False
+    return _may_name_street(_blank(text, extract_identifiers), words) and _may_name_street(
+        _blank(text, extract_identifiers, _any_month, extract_kwh), words
+    )
 
 
 def _blank(text: str, *extractors: Callable[[str], list[dict[str, Any]]]) -> str:
@@ -971,7 +969,8 @@ def resolve_units(
         if before:
             extras.append(_squash(before))
             pieces.append(_squash(before))
-        names = {_display(gaz.divisions[r.picks[position]], unit) for r in readings if len(r.picks) > position}
+        picks = {r.picks[position] for r in readings if len(r.picks) > position}
+        names = {_display(gaz.divisions[pick], unit) for pick in picks}
         name = names.pop() if len(names) == 1 else None
         pieces.append(name or _squash(text[unit.start : unit.end]))
         cursor = unit.end
