@@ -17,6 +17,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -422,9 +423,15 @@ class NLUModel:
         probabilities = softmax(self._inverse_temperature * scores)
         familiar = None
         if self.neighbours is not None:
-            familiar = self.neighbours.familiarity_of(idx, val, self.classes[int(scores.argmax())])
+            familiar = self.neighbours.familiarity_of(idx, val, self._likely(scores))
         weight = self._weight(self.features.coverage(row), familiar)
         return probabilities if weight == 1.0 else weight * probabilities + (1.0 - weight) / len(probabilities)
+
+    def _likely(self, scores: np.ndarray) -> Iterator[str]:
+        """The intents in order of score, the first without sorting the others."""
+        yield self.classes[int(scores.argmax())]
+        for i in np.argsort(scores)[-2::-1].tolist():
+            yield self.classes[i]
 
     def probabilities_batch(self, texts: list[str]) -> np.ndarray:
         """scikit-learn's own computation, for evaluation; agrees with `probabilities`."""

@@ -14,7 +14,8 @@ as it does for unknown words, and the fallback threshold does the rest.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ REFERENCE_SAMPLE = 2000  # leave-one-out similarities of at most this many train
 CHUNK = 500  # rows per sparse product: bounds the dense block of similarities in memory
 COMMON = 8  # a feature in at least 1/COMMON of the examples may be stored dense for `similarity`
 DENSE_BYTES = 8 << 20  # ... within this much memory, the most common first
+LIKELY = 2  # `familiarity_of` looks among the examples of at most this many likely intents first
 
 
 class NearestExamples:
@@ -114,20 +116,25 @@ class NearestExamples:
         unit = self._unit(idx, val)
         return float("nan") if unit is None else self._nearest(*unit)
 
-    def familiarity_of(self, idx: np.ndarray, val: np.ndarray, label: str | None = None) -> float:
-        """`familiarity(similarity(idx, val))`, looking among the examples of `label` (the
-        likely intent) first: a message as near one of them as the reference is familiar
-        whatever the others are, and most messages are, so the search of all examples is
-        left for the rest. The result is the same either way."""
+    def familiarity_of(self, idx: np.ndarray, val: np.ndarray, labels: str | Iterable[str | None] = ()) -> float:
+        """`familiarity(similarity(idx, val))`, looking among the examples of `labels` (the
+        likely intents, most likely first; taken one at a time, so they may be computed on
+        demand) first: a message as near one of them as the reference is familiar whatever
+        the others are, and most messages are, so the search of all examples is left for the
+        rest. The result is the same either way."""
         unit = self._unit(idx, val)
         if unit is None:
             return 1.0
         reference = max(self.reference, 1e-6)
-        group = self._group(label)
-        if group is not None:
+        dense = None
+        for label in itertools.islice((labels,) if isinstance(labels, str) else labels, LIKELY):
+            group = self._group(label)
+            if group is None:
+                continue
             indices, data, starts = group
-            dense = np.zeros(self._by_feature.shape[0])
-            dense[unit[0]] = unit[1]
+            if dense is None:
+                dense = np.zeros(self._by_feature.shape[0])
+                dense[unit[0]] = unit[1]
             if float(np.add.reduceat(data * dense[indices], starts).max()) >= reference:
                 return 1.0
         return min(1.0, self._nearest(*unit) / reference)

@@ -68,8 +68,8 @@ def test_looking_among_the_likely_intent_first_gives_the_same_familiarity() -> N
         idx = np.sort(rng.choice(300, size, replace=False))
         val = rng.random(size)
         expected = float(near.familiarity(near.similarity(idx, val)))
-        for label in ("intent_0", "intent_3", "no_such_intent", None):
-            assert math.isclose(near.familiarity_of(idx, val, label), expected, rel_tol=1e-12)
+        for labels in ("intent_0", "no_such_intent", ["intent_3", "intent_1"], ["no_such_intent", "intent_2", "intent_0"], [None], ()):
+            assert math.isclose(near.familiarity_of(idx, val, labels), expected, rel_tol=1e-12)
         shortcuts += expected == 1.0
     assert 20 < shortcuts < 180  # both the shortcut and the full search were taken
     assert near.familiarity_of(np.array([], dtype=np.int64), np.array([]), "intent_0") == 1.0
