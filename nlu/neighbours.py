@@ -51,14 +51,39 @@ class NearestExamples:
         self.reference = self._reference(unit, quantile, seed)
         # The examples' intents: `familiarity_of` looks among the likely intent's examples first.
         self.labels = None if labels is None else [str(label) for label in labels]
-        self._parts: tuple[np.ndarray, np.ndarray, sparse.csr_matrix] | None = None
-        self._groups: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self._build()
 
     def _build(self) -> None:
-        """The search structures (not pickled), made now rather than in some message's parse."""
-        self._split()
-        self._group("")
+        """The search structures (not pickled), made when the object is made or loaded.
+
+        For `_nearest`: the most common features (single letters, common syllables; at most
+        DENSE_BYTES of them) as dense rows, the rest sparse. A common feature's entries are
+        nearly a dense row anyway; as one they are a fast gather, and the rest, with fewer
+        examples each, are gathered example by example.
+        For `familiarity_of`: per intent, (column indices, values, row starts) of the unit rows
+        of its examples that have entries in the block (an empty row would break reduceat)."""
+        by_feature = self._by_feature
+        counts = np.diff(by_feature.indptr)
+        budget = max(1, DENSE_BYTES // (8 * by_feature.shape[1]))
+        order = np.argsort(-counts, kind="stable")[:budget]
+        chosen = order[counts[order] * COMMON >= by_feature.shape[1]]
+        common = np.zeros(by_feature.shape[0], dtype=bool)
+        common[chosen] = True
+        self._dense_row = np.full(by_feature.shape[0], -1)
+        self._dense_row[common] = np.arange(int(common.sum()))
+        self._dense = by_feature[common].toarray()
+        self._rare = sparse.csr_matrix(sparse.diags((~common).astype(np.float64)) @ by_feature)
+        self._groups: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        if self.labels is not None:
+            rows = by_feature.T.tocsr()
+            rows.sort_indices()
+            labels = np.array(self.labels)
+            for name in np.unique(labels):
+                examples = np.flatnonzero(labels == name)
+                examples = examples[np.diff(rows.indptr)[examples] > 0]
+                if len(examples):
+                    part = rows[examples]
+                    self._groups[str(name)] = (part.indices.astype(np.int64), part.data, part.indptr[:-1].astype(np.int64))
 
     def _block(self, rows: sparse.spmatrix) -> sparse.csr_matrix:
         rows = sparse.csr_matrix(rows, dtype=np.float64)
@@ -76,25 +101,6 @@ class NearestExamples:
             similarities[np.arange(len(part)), part] = 0.0  # not itself; a duplicate still counts
             nearest[start : start + len(part)] = similarities.max(axis=1)
         return float(np.quantile(nearest, quantile)) if count > 1 else 1.0
-
-    def _split(self) -> tuple[np.ndarray, np.ndarray, sparse.csr_matrix]:
-        """For `similarity`, built once (not pickled): the most common features (single
-        letters, common syllables; at most DENSE_BYTES of them) as dense rows, the rest sparse.
-        A common feature's entries are nearly a dense row anyway; as one they are a fast gather,
-        and the rest, with fewer examples each, are gathered example by example."""
-        if self._parts is None:
-            by_feature = self._by_feature
-            counts = np.diff(by_feature.indptr)
-            budget = max(1, DENSE_BYTES // (8 * by_feature.shape[1]))
-            order = np.argsort(-counts, kind="stable")[:budget]
-            chosen = order[counts[order] * COMMON >= by_feature.shape[1]]
-            common = np.zeros(by_feature.shape[0], dtype=bool)
-            common[chosen] = True
-            dense_row = np.full(by_feature.shape[0], -1)
-            dense_row[common] = np.arange(int(common.sum()))
-            rare = sparse.diags((~common).astype(np.float64)) @ by_feature
-            self._parts = (dense_row, by_feature[common].toarray(), sparse.csr_matrix(rare))
-        return self._parts
 
     def _unit(self, idx: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The message's entries in the block, scaled to unit length; None if it has none.
@@ -128,7 +134,7 @@ class NearestExamples:
         reference = max(self.reference, 1e-6)
         dense = None
         for label in itertools.islice((labels,) if isinstance(labels, str) else labels, LIKELY):
-            group = self._group(label)
+            group = self._groups.get(label) if label is not None else None
             if group is None:
                 continue
             indices, data, starts = group
@@ -137,26 +143,7 @@ class NearestExamples:
                 dense[unit[0]] = unit[1]
             if float(np.add.reduceat(data * dense[indices], starts).max()) >= reference:
                 return 1.0
-        return min(1.0, self._nearest(*unit) / reference)
-
-    def _group(self, label: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(column indices, values, row starts) of the unit rows of `label`'s examples
-        that have entries in the block; built once (not pickled)."""
-        if label is None or self.labels is None:
-            return None
-        if self._groups is None:
-            rows = self._by_feature.T.tocsr()
-            rows.sort_indices()
-            labels = np.array(self.labels)
-            groups = {}
-            for name in np.unique(labels):
-                chosen = np.flatnonzero(labels == name)
-                chosen = chosen[np.diff(rows.indptr)[chosen] > 0]  # an empty row would break reduceat
-                if len(chosen):
-                    part = rows[chosen]
-                    groups[str(name)] = (part.indices.astype(np.int64), part.data, part.indptr[:-1].astype(np.int64))
-            self._groups = groups
-        return self._groups.get(label)
+        return float(self.familiarity(self._nearest(*unit)))
 
     def _nearest(self, idx: np.ndarray, val: np.ndarray) -> float:
         """Similarity of a unit-length message to its nearest example, over all of them.
@@ -164,8 +151,8 @@ class NearestExamples:
         Plain numpy (a scipy row gather and product costs more in call overhead than in
         arithmetic): the most common features as a dense product (nearly every example has
         them), then the examples of the others gathered in one go."""
-        dense_row, dense, rare = self._split()
-        rows = dense_row[idx]
+        dense, rare = self._dense, self._rare
+        rows = self._dense_row[idx]
         common = rows >= 0
         scores = val[common] @ dense[rows[common]] if common.any() else np.zeros(dense.shape[1])
         idx, val = idx[~common], val[~common]
@@ -183,7 +170,6 @@ class NearestExamples:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._by_feature, self.reference, self.columns = state["by_feature"], state["reference"], state["columns"]
         self.labels = state.get("labels")
-        self._parts = self._groups = None
         self._build()
 
     def similarities(self, rows: sparse.spmatrix) -> np.ndarray:
