@@ -139,6 +139,11 @@ def extract_months(text: str, today: date) -> list[Entity]:
     return found
 
 
+def month_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each month mentioned in `text`: they do not depend on the date."""
+    return [(start, end) for start, end, *_ in _month_mentions(text)]
+
+
 def _month_mentions(text: str) -> tuple[_Mention, ...]:
     """Where `text` mentions a month, whatever the date. A parse asks twice about the same text
     (to classify it, then for its entities): the last answer is kept."""

@@ -18,7 +18,6 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -32,7 +31,7 @@ from nlu.entities import (
     PHONE_RE,
     TICKET_RE,
     SynonymMatcher,
-    extract_months,
+    month_spans,
 )
 from nlu.normalize import clean, normalize, stem_english
 
@@ -47,7 +46,6 @@ _TIME_RE = re.compile(r"(?<!\w)\d{1,2}(?:[:h]\d{2})?\s*(?:h|giờ|gio|am|pm)(?!\
 _DATE_RE = re.compile(r"(?<![\w/])\d{1,2}/\d{1,2}(?:/\d{2,4})?(?![\w/])")
 _NUMBER_RE = re.compile(r"\d+")
 _EMOJI_RE = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\ufe0f]")
-_ANY_DAY = date(2000, 6, 15)  # month *spans* do not depend on the day; their values do
 _MASK_TOKEN_RE = re.compile(r"\bzz[a-z]+\b")
 # Words, and the symbols of code and markup ("1=1", "<script>", "*"), which customers do not type:
 # each counts as a token that the training data never had.
@@ -88,9 +86,8 @@ def mask_values(text: str, synonyms: SynonymMatcher | None = None, places: Seque
     if digits:
         for pattern, token in _MASKS:
             text = pattern.sub(token, text)
-    months = extract_months(text, _ANY_DAY)
     # Months keep their words ("tháng trước" is how people ask for a bill) behind the token.
-    text = _replace_spans(text, [(e["start"], e["end"], "zzmonth " + text[e["start"] : e["end"]]) for e in months])
+    text = _replace_spans(text, [(start, end, "zzmonth " + text[start:end]) for start, end in month_spans(text)])
     if not digits:
         return text
     text = _DATE_RE.sub(" zzdate ", text)

@@ -33,9 +33,8 @@ import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -51,7 +50,7 @@ from nlu.address_tagger import (
     Token,
     tokenize,
 )
-from nlu.entities import extract_identifiers, extract_kwh, extract_months
+from nlu.entities import extract_identifiers, extract_kwh, month_spans
 from nlu.normalize import strip_diacritics, unify_tone_marks
 from nlu.training_data import TrainingData
 
@@ -374,10 +373,9 @@ class Gazetteer:
         # Every beginning of every keyword (about 60,000 strings) -> its (typed, bare) divisions
         # if it is a whole keyword too: a run of words that begins none cannot grow into a match.
         empty: tuple[int, ...] = ()
-        self._begins: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
-            key[:n]: (empty, empty) for key in self.typed.keys() | self.bare.keys() for n in range(1, len(key))
-        }
-        for key in self.typed.keys() | self.bare.keys():
+        keys = self.typed.keys() | self.bare.keys()
+        self._begins: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {key[:n]: (empty, empty) for key in keys for n in range(1, len(key))}
+        for key in keys:
             self._begins[key] = (self.typed.get(key, empty), self.bare.get(key, empty))
         # (plain key, syllable count) -> division -> its accented names of that key and length.
         self._accented: dict[tuple[str, int], dict[int, set[tuple[str, ...]]]] = {}
@@ -875,9 +873,9 @@ class LocationExtractor:
 
 def _tagger_may_add(text: str, words: Sequence[Token], chains: Sequence[tuple[list[UnitMatch], Any]]) -> bool:
     """Whether the address tagger could add a location to what the gazetteer found: its spans
-    count where they look like a street (`_looks_like_street`; digits of a customer code, phone,
-    ticket id, month or amount of electricity are no house number) and where they meet a unit that is kept or could be (see
-    `_chain`, `_attach_crf`). Most messages have neither, or only lower-case words that are also
+    count where they look like a street (`_looks_like_street`; digits of a customer code,
+    phone, ticket id, month or amount of electricity are no house number) and where they meet
+    a unit that is kept or could be (see `_groups`, `_attach_crf`). Most messages have neither, or only lower-case words that are also
     a place's name ("cho", "chưa", "hợp đồng", "thành văn"): no cue before them, no capital,
     nothing next to them; the tagger is not asked about those, so they are not addresses (on
     10,000 test, training and generated messages it never took one for an address either)."""
@@ -887,21 +885,18 @@ def _tagger_may_add(text: str, words: Sequence[Token], chains: Sequence[tuple[li
             return True
         if _cue_before(text, words, unit.first):
             return True
-    return _may_name_street(_blank(text, extract_identifiers), words) and _may_name_street(
-        _blank(text, extract_identifiers, _any_month, extract_kwh), words
-    )
+    blanked = _blank(text, [(e["start"], e["end"]) for e in extract_identifiers(text)])
+    if not _may_name_street(blanked, words):
+        return False
+    blanked = _blank(blanked, month_spans(blanked))
+    return _may_name_street(_blank(blanked, [(e["start"], e["end"]) for e in extract_kwh(blanked)]), words)
 
 
-def _blank(text: str, *extractors: Callable[[str], list[dict[str, Any]]]) -> str:
-    """`text` with the entities the extractors find replaced by spaces (offsets kept)."""
-    for extract in extractors:
-        for found in extract(text):
-            text = text[: found["start"]] + " " * (found["end"] - found["start"]) + text[found["end"] :]
+def _blank(text: str, spans: Iterable[tuple[int, int]]) -> str:
+    """`text` with these spans replaced by spaces (offsets kept)."""
+    for start, end in spans:
+        text = text[:start] + " " * (end - start) + text[end:]
     return text
-
-
-def _any_month(text: str) -> list[dict[str, Any]]:
-    return extract_months(text, date(2000, 6, 15))  # the spans, whatever the date
 
 
 def _looks_like_street(span: str) -> bool:
