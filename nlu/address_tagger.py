@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import pycrfsuite
 import sklearn_crfsuite
 
-from nlu.normalize import strip_diacritics, unify_tone_marks
+from nlu.normalize import WORDS_KEPT, strip_diacritics, unify_tone_marks
 
 # A word is letters/digits, possibly followed by combining marks (decomposed Vietnamese from
 # some keyboards); everything else that is not a space is a one-character punctuation token.
@@ -63,7 +63,6 @@ class Token(NamedTuple):
 
 
 _FORMS: dict[str, tuple[str, str, bool]] = {}
-_FORMS_KEPT = 65536
 
 
 def _forms(text: str) -> tuple[str, str, bool]:
@@ -74,7 +73,7 @@ def _forms(text: str) -> tuple[str, str, bool]:
         lower = unicodedata.normalize("NFC", text).lower()
         is_word = bool(WORD_RE.fullmatch(text))
         found = (strip_diacritics(lower), unify_tone_marks(lower) if is_word else lower, is_word)
-        if len(_FORMS) < _FORMS_KEPT:
+        if len(_FORMS) < WORDS_KEPT:
             _FORMS[text] = found
     return found
 
@@ -134,7 +133,7 @@ _OFFSETS = (-2, -1, 1, 2)
 _EDGES = tuple(f"{offset}:p:{'BOS' if offset < 0 else 'EOS'}" for offset in _OFFSETS)
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=WORDS_KEPT)
 def _token_attributes(text: str, admin: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
     """crfsuite attributes (each of weight 1) of one token: its own, then those it lends a
     token at each offset in `_OFFSETS` from it. A token's depend only on its text and gazetteer
@@ -226,14 +225,15 @@ class AddressTagger:
         self._attribute_cache: dict[tuple[str, str], _Attributes] = {}
 
     def _attributes(self, text: str, admin: str) -> _Attributes:
-        """`_token_attributes` without those the model does not have."""
+        """`_token_attributes` without those the model does not have (all of them if its
+        attributes could not be read)."""
         found = self._attribute_cache.get((text, admin))
         if found is None:
-            own, lent = _token_attributes(text, admin)
+            own, lent = found = _token_attributes(text, admin)
             known = self._known
-            assert known is not None
-            found = (tuple(a for a in own if a in known), tuple(tuple(a for a in part if a in known) for part in lent))
-            if len(self._attribute_cache) < 65536:
+            if known is not None:
+                found = (tuple(a for a in own if a in known), tuple(tuple(a for a in part if a in known) for part in lent))
+            if len(self._attribute_cache) < WORDS_KEPT:
                 self._attribute_cache[(text, admin)] = found
         return found
 
@@ -300,11 +300,7 @@ class AddressTagger:
         if admin is None:
             admin = self.admin_spans(text) if self.admin_spans else []
         tagger = self._tagger()
-        tags = _admin_tags(tokens, admin)
-        if self._known is None:
-            tagger.set(featurize(tokens, tags))
-        else:
-            tagger.set(featurize(tokens, tags, self._attributes, self._known))
+        tagger.set(featurize(tokens, _admin_tags(tokens, admin), self._attributes, self._known))
         tags = tagger.tag()
         found: list[tuple[int, int, float]] = []
         i = 0

@@ -33,7 +33,7 @@ from nlu.entities import (
     SynonymMatcher,
     month_spans,
 )
-from nlu.normalize import clean, normalize, stem_english
+from nlu.normalize import WORDS_KEPT, clean, normalize, stem_english
 
 _MASKS = [(TICKET_RE, " zzticket "), (CUSTOMER_CODE_RE, " zzcode "), (PHONE_RE, " zzphone "), (KWH_RE, " zzkwh ")]
 # Money ("500k", "1.200.000đ", "2 triệu"), clock times ("7h", "8 giờ", "6pm") and dates
@@ -51,7 +51,6 @@ _MASK_TOKEN_RE = re.compile(r"\bzz[a-z]+\b")
 # each counts as a token that the training data never had.
 _EVIDENCE_TOKEN_RE = re.compile(r"\w+|[=*;<>{}()\[\]|\\$`^~]")
 _WORD_RE = re.compile(r"(?u)\b\w+\b")
-WORD_CACHE = 100_000  # words whose character n-grams `IntentFeatures` keeps looked up, per block
 
 
 class TextViews(NamedTuple):
@@ -254,13 +253,6 @@ class IntentFeatures:
             offset += len(vec.vocabulary_)
         self._idf = np.concatenate([vec.idf_ for _, vec in self.blocks]) if self.blocks else np.empty(0)
         self._gram_cache = [{} for _ in self.blocks]
-        # The training data's words looked up now (a few milliseconds): the first messages
-        # after a model loads use them as much as later ones.
-        for block, (view, vec) in enumerate(self.blocks):
-            if vec.analyzer == "char_wb" and VIEW_NAMES[view] == "plain":
-                for word in sorted(self.known_words)[:WORD_CACHE]:
-                    if not _MASK_TOKEN_RE.fullmatch(word):
-                        self._word_grams(block, word)
 
     def _word_grams(self, block: int, word: str) -> list[int]:
         """Columns of the known character n-grams of one word, for a char_wb block: such a
@@ -272,7 +264,7 @@ class IntentFeatures:
             vocabulary, offset = self.blocks[block][1].vocabulary_, self._offsets[block]
             # The block's analyzer on the word alone: its mask tokens are gone already.
             found = [offset + i for gram in self._analyzers[block](word) if (i := vocabulary.get(gram)) is not None]
-            if len(cache) < WORD_CACHE:
+            if len(cache) < WORDS_KEPT:
                 cache[word] = found
         return found
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -72,19 +73,17 @@ def _decompose_and_drop_marks(text: str) -> str:
     return "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
 
 
-def _latin_table() -> dict[int, str | None]:
-    """What `_decompose_and_drop_marks` makes of each Latin letter with marks (Vietnamese ones
-    included) and of each combining mark: one `str.translate` then does it for a whole message."""
-    table: dict[int, str | None] = {}
-    for code in [*range(0x00C0, 0x0250), *range(0x1E00, 0x1F00)]:
-        plain = _decompose_and_drop_marks(chr(code))
-        if plain != chr(code):
-            table[code] = plain
-    table.update({code: None for code in range(0x0300, 0x0370) if unicodedata.category(chr(code)) == "Mn"})
-    return table
+def _latin_table(convert: Callable[[str], str]) -> dict[int, str | None]:
+    """What `convert` makes of each Latin letter with marks (Vietnamese ones included), where it
+    changes it: one `str.translate` then does it for a whole message."""
+    letters = (chr(code) for code in [*range(0x00C0, 0x0250), *range(0x1E00, 0x1F00)])
+    return {ord(letter): converted for letter in letters if (converted := convert(letter)) != letter}
 
 
-_LATIN_PLAIN = _latin_table()
+# ... and combining marks dropped, as `_decompose_and_drop_marks` does.
+_LATIN_PLAIN = _latin_table(_decompose_and_drop_marks) | {
+    code: None for code in range(0x0300, 0x0370) if unicodedata.category(chr(code)) == "Mn"
+}
 
 
 def strip_diacritics(text: str) -> str:
@@ -101,17 +100,7 @@ def _strip_tones_slowly(text: str) -> str:
     return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if ch not in _TONE_MARKS))
 
 
-def _toned_latin_table() -> dict[int, str]:
-    """What `_strip_tones_slowly` makes of each Latin letter with a tone mark."""
-    table: dict[int, str] = {}
-    for code in [*range(0x00C0, 0x0250), *range(0x1E00, 0x1F00)]:
-        toneless = _strip_tones_slowly(chr(code))
-        if toneless != chr(code):
-            table[code] = toneless
-    return table
-
-
-_TONELESS_LATIN = _toned_latin_table()
+_TONELESS_LATIN = _latin_table(_strip_tones_slowly)
 _NOT_LATIN_RE = re.compile("[^\x00-\u024f\u1e00-\u1eff]")
 
 
@@ -197,7 +186,10 @@ def _stem(word: str) -> str:
     return word
 
 
-_STEMS: dict[str, str] = {}  # word -> stem, for the words seen (customers use the same few thousand)
+# Per-word caches (stems here; token forms, n-grams and tagger attributes elsewhere) stop growing
+# at this many words: customers use a few thousand, so only junk floods would reach it.
+WORDS_KEPT = 65536
+_STEMS: dict[str, str] = {}  # word -> stem
 
 
 def _cached_stem(match: re.Match[str]) -> str:
@@ -205,7 +197,7 @@ def _cached_stem(match: re.Match[str]) -> str:
     stem = _STEMS.get(word)
     if stem is None:
         stem = _stem(word)
-        if len(_STEMS) < 100_000:
+        if len(_STEMS) < WORDS_KEPT:
             _STEMS[word] = stem
     return stem
 
